@@ -1,0 +1,125 @@
+//! Request plumbing shared by the JSON handlers: the caller's identity and
+//! size-limited, typed JSON bodies with clear errors.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::error::ApiError;
+use crate::auth::{Credentials, Principal};
+use crate::startup::AppState;
+use crate::store::accounts::Account;
+
+pub fn state(req: &HttpRequest) -> web::Data<AppState> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .expect("AppState is registered by startup")
+}
+
+async fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
+    let st = state(req);
+    let creds = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Credentials::from_header);
+    let auth = st.auth.clone();
+    web::block(move || auth.authenticate(creds.as_ref()))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(ApiError::from)
+}
+
+/// The calling account (an API key). The operator token is refused here.
+pub struct AccountAuth(pub Account);
+
+impl FromRequest for AccountAuth {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            match authenticate(&req).await? {
+                Principal::Account(a) => Ok(AccountAuth(a)),
+                Principal::Operator => Err(ApiError::forbidden(
+                    "account_key_required",
+                    "this endpoint needs an account's API key, not the operator token",
+                )),
+            }
+        })
+    }
+}
+
+/// The operator. Account keys are refused here.
+pub struct OperatorAuth;
+
+impl FromRequest for OperatorAuth {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            match authenticate(&req).await? {
+                Principal::Operator => Ok(OperatorAuth),
+                Principal::Account(_) => Err(ApiError::forbidden(
+                    "operator_required",
+                    "this endpoint needs the operator token (EVENTD_ADMIN_TOKEN)",
+                )),
+            }
+        })
+    }
+}
+
+/// Reads the body up to the configured limit. `Ok(None)` when it is empty.
+pub async fn read_json(req: &HttpRequest, mut payload: web::Payload) -> Result<Option<Value>, ApiError> {
+    let limit = state(req).settings.max_body_bytes;
+    let too_large = || ApiError::too_large("body_too_large", format!("the request body exceeds {limit} bytes"));
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request("bad_body", format!("could not read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if !(mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))) {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("send the body as Content-Type: application/json (got '{ct}')"),
+        ));
+    }
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}")))
+}
+
+/// Converts a JSON value to a request type; wrong shapes are 422.
+pub fn typed<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+    serde_json::from_value(value).map_err(|e| ApiError::unprocessable("invalid_request", e.to_string()))
+}

@@ -1,0 +1,125 @@
+//! Who is calling: the operator (token from the environment) or an account
+//! (API key). Shared by every face (JSON, SOAP, PAINT), each of which maps
+//! [`AuthError`] to its own error format.
+
+use base64::Engine;
+use subtle::ConstantTimeEq;
+
+use crate::store::accounts::Account;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Clone)]
+pub enum Principal {
+    Operator,
+    Account(Account),
+}
+
+/// Credentials as sent in an `Authorization` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    Bearer(String),
+    /// HTTP Basic: the password is the key; the user name is not checked
+    /// (legacy clients put the account name or anything there).
+    Basic {
+        user: String,
+        password: String,
+    },
+}
+
+impl Credentials {
+    pub fn secret(&self) -> &str {
+        match self {
+            Credentials::Bearer(s) => s,
+            Credentials::Basic { password, .. } => password,
+        }
+    }
+
+    /// Parses an `Authorization` header value.
+    pub fn from_header(value: &str) -> Option<Credentials> {
+        let (scheme, rest) = value.trim().split_once(' ')?;
+        let rest = rest.trim();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return (!rest.is_empty()).then(|| Credentials::Bearer(rest.to_string()));
+        }
+        if scheme.eq_ignore_ascii_case("basic") {
+            let raw = base64::engine::general_purpose::STANDARD.decode(rest).ok()?;
+            let text = String::from_utf8(raw).ok()?;
+            let (user, password) = text.split_once(':')?;
+            return Some(Credentials::Basic {
+                user: user.to_string(),
+                password: password.to_string(),
+            });
+        }
+        None
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("credentials required: send Authorization: Bearer <key> or HTTP Basic with the key as password")]
+    Missing,
+    #[error("invalid or revoked credentials")]
+    Invalid,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Clone)]
+pub struct Authenticator {
+    store: Store,
+    admin_token: Option<String>,
+}
+
+impl Authenticator {
+    pub fn new(store: Store, admin_token: Option<String>) -> Self {
+        Authenticator {
+            store,
+            admin_token: admin_token.filter(|t| !t.is_empty()),
+        }
+    }
+
+    /// Resolves credentials (blocking: it may query the database).
+    pub fn authenticate(&self, creds: Option<&Credentials>) -> Result<Principal, AuthError> {
+        let creds = creds.ok_or(AuthError::Missing)?;
+        let secret = creds.secret();
+        if let Some(token) = &self.admin_token {
+            if bool::from(token.as_bytes().ct_eq(secret.as_bytes())) {
+                return Ok(Principal::Operator);
+            }
+        }
+        self.authenticate_key(secret)
+    }
+
+    /// Resolves an API key alone (never the operator token).
+    pub fn authenticate_key(&self, secret: &str) -> Result<Principal, AuthError> {
+        if secret.is_empty() {
+            return Err(AuthError::Invalid);
+        }
+        match self.store.account_for_key(secret)? {
+            Some(account) => Ok(Principal::Account(account)),
+            None => Err(AuthError::Invalid),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bearer_and_basic() {
+        assert_eq!(
+            Credentials::from_header("Bearer evk_abc"),
+            Some(Credentials::Bearer("evk_abc".into()))
+        );
+        // "acme:evk_x:y" — the password may itself contain a colon.
+        let v = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("acme:evk_x:y")
+        );
+        assert_eq!(Credentials::from_header(&v).unwrap().secret(), "evk_x:y");
+        assert_eq!(Credentials::from_header("Basic !!!"), None);
+        assert_eq!(Credentials::from_header("Digest x"), None);
+        assert_eq!(Credentials::from_header("Bearer"), None);
+    }
+}

@@ -1,0 +1,107 @@
+//! Command-line and environment configuration. Every flag also reads an
+//! environment variable (`EVENTD_…`, or `DATABASE_URL`).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "eventd",
+    version,
+    about = "Event notification server: per-account event queues, pulled over JSON or SOAP, or pushed"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API (JSON, SOAP).
+    Serve(ServeSettings),
+    /// Apply database migrations and exit.
+    Migrate(DbSettings),
+    /// Manage accounts.
+    Accounts {
+        #[command(flatten)]
+        db: DbSettings,
+        #[command(subcommand)]
+        action: AccountsAction,
+    },
+    /// Manage an account's API keys.
+    Keys {
+        #[command(flatten)]
+        db: DbSettings,
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsAction {
+    /// Create an account and print its first API key (shown once).
+    Create { name: String },
+    /// List accounts.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Create a key for an account (by name or id) and print it (shown once).
+    Create { account: String },
+    /// List an account's keys (never the secrets).
+    List { account: String },
+    /// Revoke a key at once.
+    Revoke { account: String, key_id: String },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DbSettings {
+    /// SQLite file path, or a postgres:// URL.
+    #[arg(long, env = "DATABASE_URL", default_value = "eventd.db")]
+    pub database_url: String,
+    /// Maximum database connections of this process.
+    #[arg(long, env = "EVENTD_DB_POOL_SIZE", default_value_t = 8)]
+    pub db_pool_size: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "serve")]
+pub struct ServeSettings {
+    #[command(flatten)]
+    pub db: DbSettings,
+    /// Address to listen on; port 0 picks a free port (the log says which).
+    #[arg(long, env = "EVENTD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Operator token: manages accounts and may ingest for any account.
+    /// Without it, an empty database gets an account `default` at start.
+    #[arg(long, env = "EVENTD_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "EVENTD_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// HTTP worker threads (0: one per core).
+    #[arg(long, env = "EVENTD_HTTP_WORKERS", default_value_t = 0)]
+    pub http_workers: usize,
+    /// Base URL clients use to reach this server (for WSDL addresses);
+    /// default: taken from each request's Host header.
+    #[arg(long, env = "EVENTD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Log format.
+    #[arg(long, env = "EVENTD_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl ServeSettings {
+    /// Settings as if given on the command line (tests and tools).
+    pub fn from_args<I: IntoIterator<Item = S>, S: Into<std::ffi::OsString> + Clone>(args: I) -> Self {
+        let mut all: Vec<std::ffi::OsString> = vec!["serve".into()];
+        all.extend(args.into_iter().map(Into::into));
+        ServeSettings::parse_from(all)
+    }
+}

@@ -1,0 +1,13 @@
+//! eventd: an event notification server. See README.md and
+//! docs/ARCHITECTURE.md. Modules, from the bottom up:
+//! `domain` (pure types and rules) ← `store` (database) ← `auth`, `pull`
+//! (operations every face shares) ← `api` (JSON face) ← `startup`, `cli`.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod pull;
+pub mod startup;
+pub mod store;

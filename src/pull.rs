@@ -1,0 +1,193 @@
+//! Client-pull operations shared by every face (JSON, SOAP, PAINT): ingest
+//! (which wakes long-pollers), fetch with long poll, mark read, release,
+//! status. The faces only translate their formats to and from these calls.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::domain::NewEvent;
+use crate::store::events::IngestOutcome;
+use crate::store::queue::{Batch, FetchRequest, QueueStatus};
+use crate::store::{Store, StoreError, StoreResult};
+
+/// While a long poll waits, it also re-checks the database this often, for
+/// events committed by other nodes (which cannot wake it directly).
+const POLL_FALLBACK: Duration = Duration::from_millis(1000);
+
+/// In-process wake-ups for long polls, one channel per account with waiters.
+#[derive(Default)]
+struct Waiters {
+    channels: Mutex<HashMap<i64, watch::Sender<u64>>>,
+}
+
+impl Waiters {
+    fn subscribe(&self, account_id: i64) -> watch::Receiver<u64> {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(account_id).or_insert_with(|| watch::channel(0).0).subscribe()
+    }
+
+    fn wake(&self, account_id: i64) {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = map.get(&account_id) {
+            if tx.receiver_count() == 0 {
+                map.remove(&account_id);
+            } else {
+                tx.send_modify(|v| *v = v.wrapping_add(1));
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Pull {
+    store: Store,
+    waiters: Arc<Waiters>,
+    shutdown: watch::Receiver<bool>,
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Connect(format!("worker thread failed: {e}")))?
+}
+
+impl Pull {
+    /// `shutdown` turns true when the server stops: long polls answer at once.
+    pub fn new(store: Store, shutdown: watch::Receiver<bool>) -> Self {
+        Pull {
+            store,
+            waiters: Arc::default(),
+            shutdown,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub async fn ingest(&self, account_id: i64, events: Vec<NewEvent>) -> StoreResult<IngestOutcome> {
+        let store = self.store.clone();
+        let outcome = blocking(move || store.ingest(account_id, &events)).await?;
+        if outcome.queued > 0 {
+            self.waiters.wake(account_id);
+        }
+        Ok(outcome)
+    }
+
+    /// Fetches a batch; if none is pending, waits up to `wait` for events
+    /// to arrive and answers as soon as they do.
+    pub async fn fetch(&self, account_id: i64, req: FetchRequest, wait: Duration) -> StoreResult<Option<Batch>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut wake = self.waiters.subscribe(account_id);
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            wake.borrow_and_update();
+            let store = self.store.clone();
+            let r = req.clone();
+            if let Some(batch) = blocking(move || store.fetch_batch(account_id, &r)).await? {
+                return Ok(Some(batch));
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline || *shutdown.borrow() {
+                return Ok(None);
+            }
+            let nap = (deadline - now).min(POLL_FALLBACK);
+            tokio::select! {
+                _ = wake.changed() => {}
+                _ = shutdown.changed() => {}
+                _ = tokio::time::sleep(nap) => {}
+            }
+        }
+    }
+
+    pub async fn mark_read(&self, account_id: i64, batch_id: String) -> StoreResult<i64> {
+        let store = self.store.clone();
+        blocking(move || store.mark_read(account_id, &batch_id)).await
+    }
+
+    pub async fn release(&self, account_id: i64, batch_id: String) -> StoreResult<i64> {
+        let store = self.store.clone();
+        blocking(move || store.release(account_id, &batch_id)).await
+    }
+
+    pub async fn status(&self, account_id: i64) -> StoreResult<QueueStatus> {
+        let store = self.store.clone();
+        blocking(move || store.queue_status(account_id)).await
+    }
+}
+
+pub const MAX_BATCH: i64 = 10_000;
+pub const DEFAULT_BATCH: i64 = 1_000;
+pub const DEFAULT_LEASE_SECONDS: i64 = 300;
+pub const MAX_LEASE_SECONDS: i64 = 43_200;
+pub const MAX_WAIT_SECONDS: f64 = 20.0;
+pub const DEFAULT_CONSUMER: &str = "default";
+
+/// Fetch parameters as any face receives them, before validation.
+#[derive(Debug, Clone, Default)]
+pub struct FetchParams {
+    pub size: Option<i64>,
+    pub consumer: Option<String>,
+    pub triggers: Option<Vec<String>>,
+    pub lease_seconds: Option<i64>,
+    pub wait_seconds: Option<f64>,
+}
+
+/// One invalid fetch parameter: (parameter name, reason).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ParamError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl FetchParams {
+    /// Validates and applies the defaults of SPEC §5.
+    pub fn validate(self) -> Result<(FetchRequest, Duration), ParamError> {
+        let bad = |field, message: String| Err(ParamError { field, message });
+        let size = self.size.unwrap_or(DEFAULT_BATCH);
+        if !(1..=MAX_BATCH).contains(&size) {
+            return bad("size", format!("must be between 1 and {MAX_BATCH}"));
+        }
+        let consumer = self.consumer.unwrap_or_else(|| DEFAULT_CONSUMER.to_string());
+        if consumer.is_empty()
+            || consumer.len() > 100
+            || !consumer
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@'))
+        {
+            return bad(
+                "consumer",
+                "must be 1 to 100 characters of letters, digits and - _ . : @".into(),
+            );
+        }
+        let triggers = match self.triggers {
+            None => None,
+            Some(list) if list.is_empty() => None,
+            Some(list) => match crate::domain::Trigger::parse_list(&list.join(",")) {
+                Ok(t) => Some(t),
+                Err(e) => return bad("triggers", e.to_string()),
+            },
+        };
+        let lease = self.lease_seconds.unwrap_or(DEFAULT_LEASE_SECONDS);
+        if !(1..=MAX_LEASE_SECONDS).contains(&lease) {
+            return bad("lease_seconds", format!("must be between 1 and {MAX_LEASE_SECONDS}"));
+        }
+        let wait = self.wait_seconds.unwrap_or(0.0);
+        if !(0.0..=MAX_WAIT_SECONDS).contains(&wait) {
+            return bad("wait_seconds", format!("must be between 0 and {MAX_WAIT_SECONDS}"));
+        }
+        Ok((
+            FetchRequest {
+                size,
+                consumer,
+                triggers,
+                lease_ms: lease * 1000,
+            },
+            Duration::from_secs_f64(wait),
+        ))
+    }
+}

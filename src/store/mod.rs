@@ -1,0 +1,230 @@
+//! Storage: the connection pools, the schema, and every operation on the
+//! data. One code path serves both backends: each operation is written once
+//! against diesel's query builder and instantiated for SQLite and PostgreSQL
+//! by [`on_conn!`]; backend-specific SQL is used only where it pays (the
+//! queue claim, see `queue.rs`).
+
+pub mod accounts;
+pub mod events;
+pub mod migrate;
+pub mod queue;
+pub mod schema;
+pub mod triggers;
+
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, TransactionManager};
+use diesel::prelude::*;
+use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
+use diesel::{PgConnection, SqliteConnection};
+
+/// A connection to either backend.
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Pg(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// Runs `$body` with `$c` bound to the concrete connection of either backend.
+/// The body is compiled once per backend.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! on_conn {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::store::DbConn::Pg($c) => $body,
+            $crate::store::DbConn::Sqlite($c) => $body,
+        }
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Backend {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] diesel::result::Error),
+    #[error("database unavailable: {0}")]
+    Pool(#[from] r2d2::PoolError),
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+}
+
+impl StoreError {
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Db(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _
+            ))
+        )
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Opens connections of the backend the URL names (never guessing: a
+/// PostgreSQL URL that fails to connect is an error, not a SQLite file).
+#[derive(Debug, Clone)]
+pub struct Manager {
+    url: String,
+    backend: Backend,
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConn;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConn, r2d2::Error> {
+        match self.backend {
+            Backend::Postgres => PgConnection::establish(&self.url)
+                .map(DbConn::Pg)
+                .map_err(r2d2::Error::ConnectionError),
+            Backend::Sqlite => {
+                let path = self.url.strip_prefix("sqlite://").unwrap_or(&self.url);
+                let mut c = SqliteConnection::establish(path).map_err(r2d2::Error::ConnectionError)?;
+                diesel::connection::SimpleConnection::batch_execute(
+                    &mut c,
+                    "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
+                     PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536; \
+                     PRAGMA temp_store = MEMORY;",
+                )
+                .map_err(r2d2::Error::QueryError)?;
+                Ok(DbConn::Sqlite(c))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), r2d2::Error> {
+        diesel::connection::SimpleConnection::batch_execute(conn, "SELECT 1").map_err(r2d2::Error::QueryError)
+    }
+
+    /// A connection given back inside a transaction (after a panic) is
+    /// dropped rather than reused.
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        let depth = on_conn!(conn, |c| AnsiTransactionManager::transaction_manager_status_mut(c)
+            .transaction_depth()
+            .map(|d| d.is_some()));
+        !matches!(depth, Ok(false))
+    }
+}
+
+pub type Conn = PooledConnection<Manager>;
+
+/// The pools. SQLite allows one writer at a time, so its writes go through a
+/// pool of one connection (waiting in-process rather than spinning on
+/// SQLITE_BUSY) and reads through a pool of several; PostgreSQL uses one pool
+/// for both.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    read: Pool<Manager>,
+    write: Pool<Manager>,
+}
+
+impl Store {
+    pub fn connect(url: &str, pool_size: u32) -> StoreResult<Store> {
+        let backend = Backend::of_url(url);
+        let manager = Manager {
+            url: url.to_string(),
+            backend,
+        };
+        if backend == Backend::Sqlite {
+            // WAL is a property of the file: set it once, before any pool.
+            let mut c = manager.connect().map_err(|e| StoreError::Connect(e.to_string()))?;
+            diesel::connection::SimpleConnection::batch_execute(&mut c, "PRAGMA journal_mode = WAL;")
+                .map_err(|e| StoreError::Connect(e.to_string()))?;
+        }
+        let build = |size: u32| {
+            Pool::builder()
+                .max_size(size.max(1))
+                .min_idle(Some(1))
+                .connection_timeout(Duration::from_secs(30))
+                .test_on_check_out(false)
+                .build(manager.clone())
+                .map_err(|e| StoreError::Connect(e.to_string()))
+        };
+        let read = build(pool_size)?;
+        let write = match backend {
+            Backend::Sqlite => build(1)?,
+            Backend::Postgres => read.clone(),
+        };
+        Ok(Store { backend, read, write })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn reader(&self) -> StoreResult<Conn> {
+        Ok(self.read.get()?)
+    }
+
+    pub fn writer(&self) -> StoreResult<Conn> {
+        Ok(self.write.get()?)
+    }
+
+    /// Runs `f` in a write transaction and commits it if `f` succeeds.
+    /// SQLite starts it with `BEGIN IMMEDIATE`, so it takes the write lock
+    /// up front and never fails with SQLITE_BUSY half-way.
+    pub fn write<T>(&self, f: impl FnOnce(&mut DbConn) -> StoreResult<T>) -> StoreResult<T> {
+        let mut pooled = self.writer()?;
+        let conn: &mut DbConn = &mut pooled;
+        match conn {
+            DbConn::Pg(c) => AnsiTransactionManager::begin_transaction(c)?,
+            DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+        }
+        match f(conn) {
+            Ok(v) => {
+                on_conn!(conn, |c| AnsiTransactionManager::commit_transaction(c))?;
+                Ok(v)
+            }
+            Err(e) => {
+                if let Err(rollback) = on_conn!(conn, |c| AnsiTransactionManager::rollback_transaction(c)) {
+                    tracing::warn!(error = %rollback, "rollback failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs `f` on a read connection (no transaction).
+    pub fn read<T>(&self, f: impl FnOnce(&mut DbConn) -> StoreResult<T>) -> StoreResult<T> {
+        let mut pooled = self.reader()?;
+        f(&mut pooled)
+    }
+
+    /// Pool use, for /metrics: (connections, idle connections).
+    pub fn pool_state(&self) -> (u32, u32) {
+        let s = self.read.state();
+        (s.connections, s.idle_connections)
+    }
+
+    /// A cheap round trip, for /readyz.
+    pub fn ping(&self) -> StoreResult<()> {
+        let mut c = self.reader()?;
+        diesel::connection::SimpleConnection::batch_execute(&mut *c, "SELECT 1")?;
+        Ok(())
+    }
+}
