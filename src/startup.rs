@@ -55,6 +55,7 @@ impl Application {
                 .default_service(web::to(crate::api::not_found))
         })
         .listen(listener)?
+        .disable_signals()
         .shutdown_timeout(30);
         if settings.http_workers > 0 {
             server = server.workers(settings.http_workers);
