@@ -23,7 +23,12 @@ struct Opts {
 
 fn opts() -> Opts {
     let args: Vec<String> = std::env::args().collect();
-    let val = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let val = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let backends = match val("--backend").as_deref() {
         Some("sqlite") => vec!["sqlite"],
         Some("postgres") => vec!["postgres"],
@@ -60,7 +65,11 @@ fn pg_base() -> String {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn database(backend: &str, dir: &tempfile::TempDir) -> (String, Option<String>) {
@@ -70,7 +79,9 @@ fn database(backend: &str, dir: &tempfile::TempDir) -> (String, Option<String>) 
     let name = format!("eventd_bench_{}", std::process::id());
     let mut c = PgConnection::establish(&format!("{}/postgres", pg_base())).expect("PostgreSQL reachable");
     let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c);
-    diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut c).unwrap();
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut c)
+        .unwrap();
     (format!("{}/{name}", pg_base()), Some(name))
 }
 
@@ -79,7 +90,13 @@ async fn start(backend: &str) -> Server {
     let (url, pg_db) = database(backend, &dir);
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_eventd"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", &url])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--database-url",
+            &url,
+        ])
         .env("EVENTD_ADMIN_TOKEN", ADMIN)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -94,7 +111,12 @@ async fn start(backend: &str) -> Server {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Server { child, base, _dir: dir, pg_db }
+    Server {
+        child,
+        base,
+        _dir: dir,
+        pg_db,
+    }
 }
 
 fn rss_peak_mb(pid: u32) -> f64 {
@@ -140,8 +162,8 @@ async fn ingest(client: &Client, base: &str, key: &str, total: usize, per: usize
     let requests = total / per;
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for c in 0..conc {
-        let (client, url, key, body) = (client.clone(), format!("{base}/v1/events"), key.to_string(), bodies[c].clone());
+    for (c, body) in bodies.into_iter().enumerate() {
+        let (client, url, key) = (client.clone(), format!("{base}/v1/events"), key.to_string());
         let mine = requests / conc + usize::from(c < requests % conc);
         tasks.push(tokio::spawn(async move {
             for _ in 0..mine {
@@ -203,7 +225,11 @@ async fn run(backend: &str, o: &Opts) {
     let key = account(&client, &base, "bench").await;
     let scale = if o.quick { 1 } else { 10 };
 
-    for (per, conc, total) in [(1usize, 8usize, 2_000 * scale), (100, 4, 20_000 * scale), (1000, 4, 40_000 * scale)] {
+    for (per, conc, total) in [
+        (1usize, 8usize, 2_000 * scale),
+        (100, 4, 20_000 * scale),
+        (1000, 4, 40_000 * scale),
+    ] {
         let rate = ingest(&client, &base, &key, total, per, conc).await;
         println!("{backend}\tingest batch={per:<5} clients={conc}\t{rate:>10.0} events/s");
     }
@@ -250,7 +276,11 @@ async fn run(backend: &str, o: &Opts) {
         }
         let started = Instant::now();
         ingest(&client, &base, &key, o.big, 1000, 4).await;
-        println!("{backend}\tloaded {} pending in {:.0} s", o.big, started.elapsed().as_secs_f64());
+        println!(
+            "{backend}\tloaded {} pending in {:.0} s",
+            o.big,
+            started.elapsed().as_secs_f64()
+        );
         let mut full = Vec::new();
         for _ in 0..5 {
             full.push(fetch_ack(&client, &base, &key, 10_000).await.0);

@@ -95,6 +95,18 @@ pub struct ServeSettings {
     /// Log format.
     #[arg(long, env = "EVENTD_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Days of event history kept (for push backfill and replay).
+    #[arg(long, env = "EVENTD_HISTORY_DAYS", default_value_t = 7)]
+    pub history_days: u32,
+    /// Delete unread pull events older than this (e.g. 30d, 12h); default: never.
+    #[arg(long, env = "EVENTD_QUEUE_MAX_AGE", value_parser = humantime::parse_duration)]
+    pub queue_max_age: Option<std::time::Duration>,
+    /// How often retention and batch bookkeeping run (e.g. 60s).
+    #[arg(long, env = "EVENTD_MAINTENANCE_INTERVAL", value_parser = humantime::parse_duration, default_value = "60s")]
+    pub maintenance_interval: std::time::Duration,
+    /// Most fetches allowed to long-poll at once; beyond, they answer at once.
+    #[arg(long, env = "EVENTD_MAX_WAITERS", default_value_t = 10_000)]
+    pub max_waiters: usize,
 }
 
 impl ServeSettings {

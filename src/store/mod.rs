@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod events;
 pub mod migrate;
 pub mod queue;
+pub mod retention;
 pub mod schema;
 pub mod triggers;
 

@@ -40,6 +40,8 @@ pub struct Batch {
     pub payloads: Vec<String>,
     /// Events still available after this batch (capped at [`REMAINING_CAP`]).
     pub remaining: i64,
+    /// False when this is the consumer's open batch handed out again.
+    pub fresh: bool,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -83,6 +85,9 @@ struct TriggerCount {
 const OPEN: &str = "open";
 const READ: &str = "read";
 const RELEASED: &str = "released";
+/// A batch whose lease ran out before it was closed (set by maintenance;
+/// handled exactly like an open batch past its lease).
+const EXPIRED: &str = "expired";
 
 /// SQL condition: the row belongs to the account, is not leased, and (if
 /// asked) is of one of the triggers. Only integers and trigger names (a
@@ -215,6 +220,7 @@ impl Store {
                     expires_at_ms: b.expires_at,
                     payloads,
                     remaining,
+                    fresh: false,
                 }));
             }
 
@@ -247,6 +253,7 @@ impl Store {
                 expires_at_ms: expires_at,
                 payloads: rows.into_iter().map(|r| r.payload).collect(),
                 remaining,
+                fresh: true,
             }))
         })
     }
@@ -323,6 +330,53 @@ impl Store {
                 .execute(c)? as i64;
                 close_batch!(c, account_id, &b.id, RELEASED, released)?;
                 Ok(released)
+            })
+        })
+    }
+
+    /// Marks open batches whose lease ran out as expired; returns how many.
+    /// (Their events are already available again: this is bookkeeping.)
+    pub fn mark_expired_batches(&self, now: i64) -> StoreResult<u64> {
+        let n = self.write(|conn| {
+            on_conn!(conn, |c| Ok(diesel::update(
+                batches::table
+                    .filter(batches::state.eq(OPEN))
+                    .filter(batches::expires_at.le(now))
+            )
+            .set(batches::state.eq(EXPIRED))
+            .execute(c)?))
+        })?;
+        Ok(n as u64)
+    }
+
+    /// Server-wide figures for /metrics: (stored pull events, open batches,
+    /// received_at of the oldest event at the head of any account's queue).
+    pub fn queue_totals(&self, now: i64) -> StoreResult<(i64, i64, Option<i64>)> {
+        self.read(|conn| {
+            on_conn!(conn, |c| {
+                let depth: i64 = pull_queue::table.count().get_result(c)?;
+                let open: i64 = batches::table
+                    .filter(batches::state.eq(OPEN))
+                    .filter(batches::expires_at.gt(now))
+                    .count()
+                    .get_result(c)?;
+                let accounts: Vec<i64> = super::schema::accounts::table
+                    .select(super::schema::accounts::id)
+                    .load(c)?;
+                let mut oldest: Option<i64> = None;
+                for a in accounts {
+                    let head: Option<i64> = pull_queue::table
+                        .filter(pull_queue::account_id.eq(a))
+                        .order(pull_queue::seq)
+                        .select(pull_queue::received_at)
+                        .first(c)
+                        .optional()?;
+                    oldest = match (oldest, head) {
+                        (Some(x), Some(y)) => Some(x.min(y)),
+                        (x, y) => x.or(y),
+                    };
+                }
+                Ok((depth, open, oldest))
             })
         })
     }

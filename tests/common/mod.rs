@@ -78,7 +78,9 @@ pub fn fresh_database(backend: Backend) -> (String, Option<tempfile::TempDir>) {
             let name = format!("eventd_t_{}", uuid::Uuid::now_v7().simple());
             let mut c = PgConnection::establish(&format!("{}/postgres", pg_base()))
                 .expect("PostgreSQL must be reachable for the tests (see .ci/run)");
-            diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut c).unwrap();
+            diesel::sql_query(format!("CREATE DATABASE {name}"))
+                .execute(&mut c)
+                .unwrap();
             (format!("{}/{name}", pg_base()), None)
         }
     }
@@ -198,4 +200,12 @@ pub fn recipients(batch: &Value) -> Vec<String> {
         .iter()
         .map(|e| e["recipient"].as_str().unwrap_or("").to_string())
         .collect()
+}
+
+/// For databases made with [`fresh_database`] outside [`spawn_app`]: drops
+/// the PostgreSQL database when the returned guard goes.
+pub fn drop_pg_later(backend: Backend, db_url: &str) -> Option<impl Drop> {
+    (backend == Backend::Postgres).then(|| PgDb {
+        name: db_url.rsplit('/').next().unwrap().to_string(),
+    })
 }
