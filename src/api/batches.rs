@@ -47,7 +47,7 @@ pub struct BatchView {
     #[schema(nullable = false)]
     consumer: Option<String>,
     expires_at: Option<String>,
-    /// Events still pending after this batch (exact up to 100,000).
+    /// Events still pending after this batch (exact up to 10,000, then capped).
     remaining: i64,
     count: usize,
     /// Oldest first.

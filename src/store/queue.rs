@@ -18,9 +18,10 @@ use crate::domain::time::now_ms;
 use crate::domain::Trigger;
 use crate::on_conn;
 
-/// `remaining` is counted exactly up to this many events, so that a fetch
-/// on a queue of millions stays as fast as on a short one.
-pub const REMAINING_CAP: i64 = 100_000;
+/// `remaining` is counted exactly up to this many events (one more full
+/// batch), so that a fetch on a queue of millions stays as fast as on a
+/// short one. `GET /v1/queue` counts everything.
+pub const REMAINING_CAP: i64 = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct FetchRequest {
@@ -103,13 +104,14 @@ fn available(account_id: i64, now: i64, triggers: &Option<Vec<Trigger>>) -> Stri
 
 fn claim(conn: &mut DbConn, cond: &str, limit: i64, batch_id: &str, lease_until: i64) -> QueryResult<Vec<Claimed>> {
     match conn {
-        // Select the ids first (a CTE, so LIMIT bounds what is locked), skip
-        // rows another fetch is claiming, then mark them in one statement.
+        // Select the ids first (an array sub-select, so LIMIT bounds what is
+        // locked), skip rows another fetch is claiming, then mark them in one
+        // statement that walks the primary key (a join here would make the
+        // planner hash the whole table).
         DbConn::Pg(c) => diesel::sql_query(format!(
-            "WITH c AS (SELECT seq FROM pull_queue WHERE {cond} ORDER BY seq LIMIT {limit} \
-             FOR UPDATE SKIP LOCKED) \
-             UPDATE pull_queue q SET batch_id = '{batch_id}', lease_until = {lease_until} \
-             FROM c WHERE q.account_id = {acc} AND q.seq = c.seq RETURNING q.seq, q.payload",
+            "UPDATE pull_queue SET batch_id = '{batch_id}', lease_until = {lease_until} \
+             WHERE account_id = {acc} AND seq = ANY(ARRAY(SELECT seq FROM pull_queue WHERE {cond} \
+             ORDER BY seq LIMIT {limit} FOR UPDATE SKIP LOCKED)) RETURNING seq, payload",
             acc = cond_account(cond)
         ))
         .load(c),
