@@ -85,6 +85,9 @@ pub struct ServeSettings {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "EVENTD_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Most events accepted in one ingest request (SPEC: 10,000).
+    #[arg(long, env = "EVENTD_MAX_EVENTS_PER_REQUEST", default_value_t = 10_000)]
+    pub max_events_per_request: usize,
     /// HTTP worker threads (0: one per core).
     #[arg(long, env = "EVENTD_HTTP_WORKERS", default_value_t = 0)]
     pub http_workers: usize,

@@ -106,7 +106,7 @@ async fn retention_prunes_history_and_expires_old_queue_events(b: Backend) {
 }
 
 /// Starts the release-or-debug `eventd` binary; returns (child, base url).
-fn start_binary(db_url: &str, port: u16) -> std::process::Child {
+fn start_binary(db_url: &str, port: u16, extra: &[&str]) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_eventd"))
         .args([
             "serve",
@@ -117,6 +117,7 @@ fn start_binary(db_url: &str, port: u16) -> std::process::Child {
             "--http-workers",
             "2",
         ])
+        .args(extra)
         .env("EVENTD_ADMIN_TOKEN", ADMIN)
         .env("RUST_LOG", "trace")
         .env_remove("DATABASE_URL")
@@ -155,7 +156,7 @@ fn sigterm(child: &std::process::Child) {
 async fn logs_never_show_secrets(b: Backend) {
     let (db_url, _tmp) = fresh_database(b);
     let port = free_port();
-    let mut child = start_binary(&db_url, port);
+    let mut child = start_binary(&db_url, port, &["--log-format", "json"]);
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     wait_up(&client, &base).await;
@@ -195,6 +196,15 @@ async fn logs_never_show_secrets(b: Backend) {
     let mut log = String::new();
     child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
     assert!(log.contains("/v1/events"), "requests are logged: {log}");
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(v["timestamp"].is_string() && v["level"].is_string(), "{line}");
+    }
+    assert!(
+        log.lines()
+            .any(|l| l.contains("request_id") && l.contains("/v1/batches")),
+        "request lines carry a request id"
+    );
     for secret in [key.as_str(), ADMIN, "evk_not_a_real_key_but_secret"] {
         assert!(!log.contains(secret), "a secret leaked into the log");
     }
@@ -206,7 +216,7 @@ async fn logs_never_show_secrets(b: Backend) {
 async fn sigterm_drains_and_exits_zero(b: Backend) {
     let (db_url, _tmp) = fresh_database(b);
     let port = free_port();
-    let mut child = start_binary(&db_url, port);
+    let mut child = start_binary(&db_url, port, &[]);
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     wait_up(&client, &base).await;

@@ -14,8 +14,6 @@ use crate::domain::time::now_ms;
 use crate::domain::Trigger;
 use crate::store::StoreError;
 
-pub const MAX_EVENTS: usize = 10_000;
-
 /// An event as the producer sends it (SPEC §2). Validation is all or
 /// nothing: one invalid event rejects the request, naming every offender.
 #[allow(dead_code)]
@@ -134,10 +132,11 @@ async fn accept(req: &HttpRequest, account_id: i64, value: Option<Value>) -> Res
             ))
         }
     };
-    if items.len() > MAX_EVENTS {
+    let max = state(req).settings.max_events_per_request;
+    if items.len() > max {
         return Err(ApiError::too_large(
             "too_many_events",
-            format!("{} events in one request; the limit is {MAX_EVENTS}", items.len()),
+            format!("{} events in one request; the limit is {max}", items.len()),
         ));
     }
     let events = validate_all(&items, now_ms()).map_err(|errs| {
