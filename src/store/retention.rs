@@ -64,24 +64,21 @@ impl Store {
         for account in self.account_ids()? {
             loop {
                 let n = self.write(|conn| {
-                    on_conn!(conn, |c| {
-                        // The seq of the limit-th oldest row: look no further.
-                        let bound: Option<i64> = pull_queue::table
-                            .filter(pull_queue::account_id.eq(account))
-                            .order(pull_queue::seq)
-                            .select(pull_queue::seq)
-                            .offset(limit - 1)
-                            .first(c)
-                            .optional()?;
-                        Ok(diesel::delete(
-                            pull_queue::table
-                                .filter(pull_queue::account_id.eq(account))
-                                .filter(pull_queue::seq.le(bound.unwrap_or(i64::MAX)))
-                                .filter(pull_queue::received_at.lt(cutoff_ms))
-                                .filter(pull_queue::lease_until.is_null().or(pull_queue::lease_until.le(now_ms))),
-                        )
-                        .execute(c)?)
-                    })
+                    // The seq of the limit-th oldest row: look no further.
+                    let bound: Option<i64> = on_conn!(&mut *conn, |c| pull_queue::table
+                        .filter(pull_queue::account_id.eq(account))
+                        .order(pull_queue::seq)
+                        .select(pull_queue::seq)
+                        .offset(limit - 1)
+                        .first(c)
+                        .optional())?;
+                    let sql = format!(
+                        "DELETE FROM pull_queue WHERE account_id = {account} AND seq <= {} \
+                         AND received_at < {cutoff_ms} AND seq NOT IN ({})",
+                        bound.unwrap_or(i64::MAX),
+                        super::queue::leased_sql(conn, account, now_ms)
+                    );
+                    Ok(on_conn!(&mut *conn, |c| diesel::sql_query(&sql).execute(c))?)
                 })?;
                 total += n as u64;
                 if n == 0 {
