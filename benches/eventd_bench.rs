@@ -44,6 +44,7 @@ fn opts() -> Opts {
 struct Server {
     child: Child,
     base: String,
+    url: String,
     _dir: tempfile::TempDir,
     pg_db: Option<String>,
 }
@@ -114,6 +115,7 @@ async fn start(backend: &str) -> Server {
     Server {
         child,
         base,
+        url,
         _dir: dir,
         pg_db,
     }
@@ -225,12 +227,14 @@ async fn run(backend: &str, o: &Opts) {
     let key = account(&client, &base, "bench").await;
     let scale = if o.quick { 1 } else { 10 };
 
+    let mut ingest_1000 = 0.0;
     for (per, conc, total) in [
         (1usize, 8usize, 2_000 * scale),
         (100, 4, 20_000 * scale),
         (1000, 4, 40_000 * scale),
     ] {
         let rate = ingest(&client, &base, &key, total, per, conc).await;
+        ingest_1000 = rate;
         println!("{backend}\tingest batch={per:<5} clients={conc}\t{rate:>10.0} events/s");
     }
     // Empty the queue before measuring latencies.
@@ -253,6 +257,7 @@ async fn run(backend: &str, o: &Opts) {
     }
 
     let drain = if o.quick { 100_000 } else { 1_000_000 };
+    let floor_n = if o.quick { 50_000 } else { 200_000 };
     ingest(&client, &base, &key, drain, 1000, 4).await;
     let started = Instant::now();
     let mut got = 0;
@@ -263,9 +268,18 @@ async fn run(backend: &str, o: &Opts) {
         }
         got += n;
     }
+    let drain_secs = started.elapsed().as_secs_f64();
+    println!("{backend}\tdrain {got} events by 10,000\t{drain_secs:>7.2} s");
+
+    // The raw floor: the same rows written and deleted by direct SQL on the
+    // same database, in the same transaction sizes, with no HTTP or JSON.
+    let (ins, del) = floor(&server.url, floor_n);
+    println!("{backend}\tfloor: direct SQL insert (history + queue), 1,000/tx\t{ins:>10.0} events/s");
+    println!("{backend}\tfloor: direct SQL select+delete by 10,000\t{del:>10.0} events/s");
     println!(
-        "{backend}\tdrain {got} events by 10,000\t{:>7.2} s",
-        started.elapsed().as_secs_f64()
+        "{backend}\teventd vs floor: ingest(1000) {:.0}%  drain {:.0}%",
+        100.0 * ingest_1000 / ins,
+        100.0 * (got as f64 / drain_secs) / del
     );
 
     if o.big > 0 {
@@ -293,6 +307,73 @@ async fn run(backend: &str, o: &Opts) {
         );
     }
     println!("{backend}\tserver RSS peak\t{:>7.1} MB", rss_peak_mb(pid));
+}
+
+/// Direct SQL on the server's database: (insert events/s, drain events/s).
+fn floor(url: &str, n: usize) -> (f64, f64) {
+    use eventd::on_conn;
+    let store = eventd::store::Store::connect(url, 1).expect("database");
+    let account = 900_000_000i64;
+    let payload = events(1, 0)[0].to_string().replace('\'', "''");
+    let started = Instant::now();
+    for chunk in 0..n / 1000 {
+        let mut ev =
+            String::from("INSERT INTO events (account_id, id, trigger, received_at, external_id, payload) VALUES ");
+        let mut q = String::from("INSERT INTO pull_queue (account_id, trigger, received_at, payload) VALUES ");
+        for i in 0..1000 {
+            let sep = if i > 0 { "," } else { "" };
+            ev.push_str(&format!(
+                "{sep}({account}, '{}', 'OPEN', 0, NULL, '{payload}')",
+                uuid::Uuid::now_v7()
+            ));
+            q.push_str(&format!("{sep}({account}, 'OPEN', {chunk}, '{payload}')"));
+        }
+        store
+            .write(|conn| {
+                on_conn!(conn, |c| {
+                    diesel::sql_query(&ev).execute(c)?;
+                    diesel::sql_query(&q).execute(c)?;
+                });
+                Ok(())
+            })
+            .expect("floor insert");
+    }
+    let ins = n as f64 / started.elapsed().as_secs_f64();
+
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        seq: i64,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        payload: String,
+    }
+    let started = Instant::now();
+    let mut gone = 0usize;
+    loop {
+        let n = store
+            .write(|conn| {
+                let rows: Vec<Row> = on_conn!(&mut *conn, |c| diesel::sql_query(format!(
+                    "SELECT seq, payload FROM pull_queue WHERE account_id = {account} ORDER BY seq LIMIT 10000"
+                ))
+                .load(c))?;
+                let bytes: usize = rows.iter().map(|r| r.payload.len()).sum();
+                assert!(bytes > 0 || rows.is_empty());
+                if let Some(last) = rows.last() {
+                    on_conn!(&mut *conn, |c| diesel::sql_query(format!(
+                        "DELETE FROM pull_queue WHERE account_id = {account} AND seq <= {}",
+                        last.seq
+                    ))
+                    .execute(c))?;
+                }
+                Ok(rows.len())
+            })
+            .expect("floor drain");
+        if n == 0 {
+            break;
+        }
+        gone += n;
+    }
+    (ins, gone as f64 / started.elapsed().as_secs_f64())
 }
 
 fn main() {
