@@ -9,5 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod pull;
+pub mod soap;
+pub mod soapxml;
 pub mod startup;
 pub mod store;

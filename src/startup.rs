@@ -52,6 +52,7 @@ impl Application {
                 .app_data(state.clone())
                 .wrap(actix_web::middleware::Compress::default())
                 .configure(crate::api::routes)
+                .configure(crate::soap::routes)
                 .default_service(web::to(crate::api::not_found))
         })
         .listen(listener)?
