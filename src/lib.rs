@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod paint;
 pub mod pull;
 pub mod soap;
 pub mod soapxml;

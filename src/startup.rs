@@ -53,6 +53,7 @@ impl Application {
                 .wrap(actix_web::middleware::Compress::default())
                 .configure(crate::api::routes)
                 .configure(crate::soap::routes)
+                .configure(crate::paint::routes)
                 .default_service(web::to(crate::api::not_found))
         })
         .listen(listener)?

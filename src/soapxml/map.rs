@@ -9,8 +9,9 @@ use super::dom::Element;
 use super::write::escape_into;
 use super::{APACHE_SOAP, SOAP11_ENC, SOAP12_ENC, XSD};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub enum MapValue {
+    #[default]
     Nil,
     Str(String),
     Int(i64),

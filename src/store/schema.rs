@@ -67,7 +67,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    paint_contexts (account_id, id) {
+        account_id -> BigInt,
+        id -> Text,
+        created_at -> BigInt,
+        last_used_at -> BigInt,
+    }
+}
+
 diesel::joinable!(api_keys -> accounts (account_id));
 diesel::joinable!(trigger_configs -> accounts (account_id));
 
-diesel::allow_tables_to_appear_in_same_query!(accounts, api_keys, trigger_configs, events, pull_queue, batches);
+diesel::allow_tables_to_appear_in_same_query!(
+    accounts,
+    api_keys,
+    trigger_configs,
+    events,
+    pull_queue,
+    batches,
+    paint_contexts
+);
