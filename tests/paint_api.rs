@@ -439,7 +439,7 @@ async fn hostile_and_malformed_documents_are_client_faults(b: Backend) {
     ];
     for (body, needle) in cases {
         let (status, text) = post(&app, body).await;
-        assert_eq!(status, 500, "{text}");
+        assert_eq!(status, 400, "{text}");
         let env = parse_envelope(text.as_bytes()).unwrap();
         assert_eq!(env.body.child("faultcode").unwrap().text, "soap:Client");
         let msg = &env.body.child("faultstring").unwrap().text;

@@ -91,31 +91,36 @@ fn system(e: StoreError) -> Outcome {
     }
 }
 
+/// The caller's fault: HTTP 400 (never a 500 for the caller's mistake).
+fn client_fault(v: envelope::SoapVersion, message: &str) -> HttpResponse {
+    soaphttp::fault_with_status(v, StatusCode::BAD_REQUEST, FaultCode::Client, message)
+}
+
 async fn handle(req: HttpRequest, body: web::Payload, st: web::Data<AppState>) -> HttpResponse {
     let fallback = envelope::SoapVersion::from_content_type(soaphttp::content_type(&req));
     let bytes = match soaphttp::read_body(&req, body, st.settings.max_body_bytes).await {
         Ok(b) => b,
-        Err(m) => return soaphttp::fault(fallback, FaultCode::Client, &m),
+        Err(m) => return client_fault(fallback, &m),
     };
     let env = match envelope::parse_envelope(&bytes) {
         Ok(e) => e,
-        Err(e) => return soaphttp::fault(fallback, FaultCode::Client, &e.to_string()),
+        Err(e) => return client_fault(fallback, &e.to_string()),
     };
     let v = env.version;
     if let Some(h) = envelope::not_understood(&env, &[]) {
         let msg = format!("header '{}' is not understood", h.name.local);
-        return soaphttp::fault(v, FaultCode::MustUnderstand, &msg);
+        return soaphttp::fault_with_status(v, StatusCode::BAD_REQUEST, FaultCode::MustUnderstand, &msg);
     }
     let op = &env.body;
     if op.local() != "handleRequest" {
         let msg = format!("unknown operation '{}': this service has handleRequest", op.local());
-        return soaphttp::fault(v, FaultCode::Client, &msg);
+        return client_fault(v, &msg);
     }
     let mut req_parts = Parts::default();
     for part in &op.children {
         let value = match map::decode(part) {
             Ok(v) => v,
-            Err(m) => return soaphttp::fault(v, FaultCode::Client, &format!("part '{}': {m}", part.local())),
+            Err(m) => return client_fault(v, &format!("part '{}': {m}", part.local())),
         };
         match part.local() {
             "contextId" => req_parts.context_id = value,

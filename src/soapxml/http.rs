@@ -59,6 +59,12 @@ pub fn fault(version: SoapVersion, code: FaultCode, message: &str) -> HttpRespon
     respond(version, status, envelope::fault(version, code, message))
 }
 
+/// A fault with the status given (PAINT answers its callers' faults with
+/// 400, which PHP SoapClient and Savon read as faults too).
+pub fn fault_with_status(version: SoapVersion, status: StatusCode, code: FaultCode, message: &str) -> HttpResponse {
+    respond(version, status, envelope::fault(version, code, message))
+}
+
 /// A Client fault carried by HTTP 401 with a Basic challenge (what PHP
 /// SoapClient and zeep understand as an authentication failure).
 pub fn unauthorized(version: SoapVersion, message: &str) -> HttpResponse {

@@ -95,4 +95,23 @@ check($r["result"] === "bean_exception_security", "a logged-out context is refus
 $r = call($client, null, "bus_facade_context", "login", ["userName" => $user, "password" => "evk_wrong"], null);
 check($r["result"] === "bean_exception_security", "a wrong password is refused");
 
+// A hostile document (a DTD with entities) is refused with a Client fault,
+// which SoapClient raises as a SoapFault.
+class HostileClient extends SoapClient {
+    public function __doRequest($request, $location, $action, $version, $oneWay = false): ?string {
+        $evil = '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]>'
+            . '<E:Envelope xmlns:E="http://schemas.xmlsoap.org/soap/envelope/"><E:Body><handleRequest>'
+            . '<className>&b;</className></handleRequest></E:Body></E:Envelope>';
+        return parent::__doRequest($evil, $location, $action, $version, $oneWay);
+    }
+}
+$hostile = new HostileClient("$base/soap/paint?wsdl", ["cache_wsdl" => WSDL_CACHE_NONE]);
+try {
+    $hostile->handleRequest(null, "bus_facade_context", "login", null, null);
+    check(false, "a DTD must be refused");
+} catch (SoapFault $f) {
+    check(strpos($f->faultcode, "Client") !== false, "Client fault code, got " . $f->faultcode);
+    check(strpos($f->getMessage(), "DTD") !== false, "fault message: " . $f->getMessage());
+}
+
 echo "PHP SoapClient PAINT interop: OK\n";
