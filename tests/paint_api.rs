@@ -448,3 +448,37 @@ async fn hostile_and_malformed_documents_are_client_faults(b: Backend) {
     }
     assert_eq!(app.queue(&key).await["pending"], 1);
 }
+
+/// Measures a PAINT getBatch with markAsReadInd Y of 10,000 events. Run with
+/// `cargo test --release --test paint_api -- --ignored --nocapture`.
+#[ignore]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn measure_paint_get_batch_y_of_10000() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (_, key) = app.create_account("acme").await;
+    let ctx = login(&app, "acme", &key).await;
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        app.ingest(&key, &common::opens(10_000)).await;
+        let t = std::time::Instant::now();
+        let (status, text) = post(
+            &app,
+            request(
+                Some(&ctx),
+                "bus_facade_eventNotification",
+                "getBatch",
+                "",
+                &(item("notificationTypes", "OPEN") + &item("maxNotifications", "10000") + &item("markAsReadInd", "Y")),
+            ),
+        )
+        .await;
+        let took = t.elapsed();
+        assert_eq!(status, 200);
+        let env = parse_envelope(text.as_bytes()).unwrap();
+        assert_eq!(batch(&map::decode(&env.body.children[0]).unwrap()).count, 10_000);
+        println!("getBatch Y of 10,000: {took:?} ({} bytes)", text.len());
+        times.push(took);
+    }
+    times.sort();
+    println!("PAINT getBatch Y of 10,000 events, median of 5: {:?}", times[2]);
+}

@@ -107,7 +107,7 @@ async fn handle(req: HttpRequest, body: web::Payload, st: web::Data<AppState>) -
         Err(e) => return client_fault(fallback, &e.to_string()),
     };
     let v = env.version;
-    if let Some(h) = envelope::not_understood(&env, &[]) {
+    if let Some(h) = envelope::not_understood(&env, |_| false) {
         let msg = format!("header '{}' is not understood", h.name.local);
         return soaphttp::fault_with_status(v, StatusCode::BAD_REQUEST, FaultCode::MustUnderstand, &msg);
     }

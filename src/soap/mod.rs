@@ -111,7 +111,7 @@ async fn handle(req: HttpRequest, body: web::Payload, st: web::Data<AppState>) -
 }
 
 async fn serve(req: &HttpRequest, st: &web::Data<AppState>, env: &Envelope) -> Result<String, Fault> {
-    if let Some(h) = envelope::not_understood(env, &[envelope::SECURITY]) {
+    if let Some(h) = envelope::not_understood(env, envelope::is_security) {
         return Err(Fault {
             code: FaultCode::MustUnderstand,
             message: format!("header '{}' is not understood", h.name.local),

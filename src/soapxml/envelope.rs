@@ -85,19 +85,33 @@ pub fn parse_envelope(input: &[u8]) -> Result<Envelope, XmlError> {
     })
 }
 
-/// Header blocks marked mustUnderstand that are not `understood`.
-pub fn not_understood<'a>(env: &'a Envelope, understood: &[(&str, &str)]) -> Option<&'a Element> {
+/// The first header block marked mustUnderstand that `understood` does not
+/// accept.
+pub fn not_understood(env: &Envelope, understood: impl Fn(&Element) -> bool) -> Option<&Element> {
     let ns = env.version.envelope_ns();
     env.header.iter().find(|h| {
         let must = matches!(h.attr(Some(ns), "mustUnderstand").map(str::trim), Some("1" | "true"));
-        must && !understood.iter().any(|(n, l)| h.name.is(n, l))
+        must && !understood(h)
     })
+}
+
+/// WS-Security header namespaces: the OASIS 1.0 one and the drafts some
+/// older toolkits still send.
+const WSSE_NAMESPACES: [&str; 3] = [
+    WSSE,
+    "http://schemas.xmlsoap.org/ws/2002/07/secext",
+    "http://schemas.xmlsoap.org/ws/2002/04/secext",
+];
+
+/// A WS-Security `Security` header block.
+pub fn is_security(h: &Element) -> bool {
+    h.name.local == "Security" && WSSE_NAMESPACES.contains(&h.name.ns.as_deref().unwrap_or(""))
 }
 
 /// WS-Security UsernameToken (PasswordText) from the header, if present:
 /// `Ok(Some((user, password)))`; a digest password is refused.
 pub fn username_token(env: &Envelope) -> Result<Option<(String, String)>, XmlError> {
-    let Some(sec) = env.header.iter().find(|h| h.name.local == "Security") else {
+    let Some(sec) = env.header.iter().find(|h| is_security(h)) else {
         return Ok(None);
     };
     let Some(tok) = sec.child("UsernameToken") else {
@@ -119,9 +133,6 @@ pub fn username_token(env: &Envelope) -> Result<Option<(String, String)>, XmlErr
     }
     Ok(Some((user, pw.text.clone())))
 }
-
-/// The namespace WS-Security headers use (for `not_understood`).
-pub const SECURITY: (&str, &str) = (WSSE, "Security");
 
 /// Writes the envelope's start up to and including `<soap:Body>`, with the
 /// extra `xmlns:prefix="uri"` declarations given.
