@@ -1,5 +1,5 @@
 //! Interop with real third-party SOAP clients: Python zeep against the
-//! eventNotification service, PHP's SoapClient against the PAINT service. The scripts live in tests/interop/. Under
+//! eventNotification service, PHP's SoapClient against both services. The scripts live in tests/interop/. Under
 //! CI=true a missing client fails the test; elsewhere it is skipped with a
 //! note (`.ci/run` installs them).
 
@@ -82,15 +82,43 @@ async fn zeep_fetches_reads_and_faults() {
     assert_eq!((q["pending"].as_i64(), q["in_flight"].as_i64()), (Some(0), Some(0)));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn php_soapclient_speaks_paint() {
+fn php() -> Option<PathBuf> {
     let php = std::env::var("EVENTD_INTEROP_PHP").unwrap_or_else(|_| "php".to_string());
-    let Some(php) = tool(
+    tool(
         "PHP with the soap extension",
         PathBuf::from(php),
         &["-r", "exit(extension_loaded('soap') ? 0 : 1);"],
         "install Debian's php-cli php-soap (see .ci/run) or set EVENTD_INTEROP_PHP",
-    ) else {
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn php_soapclient_decodes_event_maps() {
+    let Some(php) = php() else {
+        return;
+    };
+    let app = spawn_app(Backend::Sqlite).await;
+    let (_, key) = app.create_account("acme").await;
+    app.ingest(&key, &json!({"trigger": "OPEN", "recipient": "r0@x.test"}))
+        .await;
+    app.ingest(
+        &key,
+        &json!({"trigger": "CLICK", "recipient": "c@x.test", "url": "https://x.test/a?b=1&c=2", "data": {"geo": "FR"}}),
+    )
+    .await;
+    let base = app.base.clone();
+    let script = script("event_notification_client.php");
+    let k = key.clone();
+    tokio::task::spawn_blocking(move || run(&php, &[script.to_str().unwrap(), &base, &k]))
+        .await
+        .unwrap();
+    let q = app.queue(&key).await;
+    assert_eq!((q["pending"].as_i64(), q["in_flight"].as_i64()), (Some(0), Some(0)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn php_soapclient_speaks_paint() {
+    let Some(php) = php() else {
         return;
     };
     let app = spawn_app(Backend::Sqlite).await;
