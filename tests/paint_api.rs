@@ -16,6 +16,7 @@ both!(
     contexts_expire_and_belong_to_their_account,
     validation_errors_name_the_problem,
     hostile_and_malformed_documents_are_client_faults,
+    axis_style_multi_references_are_resolved,
 );
 
 const S11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
@@ -447,6 +448,33 @@ async fn hostile_and_malformed_documents_are_client_faults(b: Backend) {
         assert!(!msg.contains("root:"));
     }
     assert_eq!(app.queue(&key).await["pending"], 1);
+}
+
+/// Axis 1 (Java) clients send the maps as `multiRef` siblings of the
+/// operation, referenced by `href`, typed `soapenc:string`.
+async fn axis_style_multi_references_are_resolved(b: Backend) {
+    let app = spawn_app(b).await;
+    let (_, key) = app.create_account("acme").await;
+    let body = format!(
+        r##"<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenv="{S11}" xmlns:xsd="http://www.w3.org/2001/XMLSchema"
+ xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>
+<ns1:handleRequest soapenv:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/" xmlns:ns1="urn:localhost-paint">
+<contextId xsi:type="xsd:string" xsi:nil="true"/><className xsi:type="xsd:string">bus_facade_context</className>
+<processName xsi:type="xsd:string">login</processName><entityData href="#id0"/><processData xsi:nil="true"/>
+</ns1:handleRequest>
+<multiRef id="id0" soapenc:root="0" xsi:type="ns2:Map" xmlns:soapenc="http://schemas.xmlsoap.org/soap/encoding/"
+ xmlns:ns2="http://xml.apache.org/xml-soap"><item><key xsi:type="soapenc:string">userName</key><value href="#id1"/></item>
+<item><key xsi:type="soapenc:string">password</key><value xsi:type="soapenc:string">{key}</value></item></multiRef>
+<multiRef id="id1" soapenc:root="0" xsi:type="soapenc:string" xmlns:soapenc="http://schemas.xmlsoap.org/soap/encoding/">acme</multiRef>
+</soapenv:Body></soapenv:Envelope>"##
+    );
+    let r = call(&app, body.clone()).await;
+    assert_eq!(result(&r), "success", "{r:?}");
+    // A reference to nothing is the caller's fault.
+    let (status, text) = post(&app, body.replace(r##"href="#id0""##, r##"href="#id9""##)).await;
+    assert_eq!(status, 400);
+    assert!(text.contains("#id9"), "{text}");
 }
 
 /// Measures a PAINT getBatch with markAsReadInd Y of 10,000 events. Run with

@@ -118,7 +118,7 @@ async fn handle(req: HttpRequest, body: web::Payload, st: web::Data<AppState>) -
     }
     let mut req_parts = Parts::default();
     for part in &op.children {
-        let value = match map::decode(part) {
+        let value = match map::decode_in(part, &env.body_rest) {
             Ok(v) => v,
             Err(m) => return client_fault(v, &format!("part '{}': {m}", part.local())),
         };

@@ -44,6 +44,9 @@ pub struct Envelope {
     pub version: SoapVersion,
     pub header: Vec<Element>,
     pub body: Element,
+    /// The Body's other elements (SOAP-encoded `multiRef`s that `href`s
+    /// in `body` point at).
+    pub body_rest: Vec<Element>,
 }
 
 pub fn parse_envelope(input: &[u8]) -> Result<Envelope, XmlError> {
@@ -73,15 +76,15 @@ pub fn parse_envelope(input: &[u8]) -> Result<Envelope, XmlError> {
         }
     }
     let body = body.ok_or_else(|| XmlError::new("the SOAP envelope has no Body"))?;
-    let op = body
-        .children
-        .into_iter()
+    let mut children = body.children.into_iter();
+    let op = children
         .next()
         .ok_or_else(|| XmlError::new("the SOAP Body is empty: it must hold the operation element"))?;
     Ok(Envelope {
         version,
         header,
         body: op,
+        body_rest: children.collect(),
     })
 }
 

@@ -61,13 +61,38 @@ fn is_enc(ns: Option<&str>) -> bool {
 
 /// Decodes an element holding a value (a map, an array, a scalar).
 pub fn decode(el: &Element) -> Result<MapValue, String> {
-    decode_at(el, 0)
+    decode_in(el, &[])
 }
 
-fn decode_at(el: &Element, depth: usize) -> Result<MapValue, String> {
-    if depth > 32 {
-        return Err("values nested too deeply".into());
+/// Decodes a value whose parts may be SOAP-encoded references
+/// (`href="#id0"`) to the multi-reference elements `refs` (the Body's
+/// other elements, as Axis 1 clients send them).
+pub fn decode_in(el: &Element, refs: &[Element]) -> Result<MapValue, String> {
+    Decoder { refs }.at(el, 0)
+}
+
+struct Decoder<'r> {
+    refs: &'r [Element],
+}
+
+impl Decoder<'_> {
+    fn at(&self, el: &Element, depth: usize) -> Result<MapValue, String> {
+        if depth > 32 {
+            return Err("values nested too deeply (or a reference cycle)".into());
+        }
+        if let Some(target) = el.attr(None, "href").and_then(|h| h.strip_prefix('#')) {
+            let found = self
+                .refs
+                .iter()
+                .find(|r| r.attr(None, "id") == Some(target))
+                .ok_or_else(|| format!("'{}' refers to '#{target}', which is not in the message", el.local()))?;
+            return self.at(found, depth + 1);
+        }
+        decode_at(self, el, depth)
     }
+}
+
+fn decode_at(d: &Decoder<'_>, el: &Element, depth: usize) -> Result<MapValue, String> {
     if el.is_nil() {
         return Ok(MapValue::Nil);
     }
@@ -79,10 +104,10 @@ fn decode_at(el: &Element, depth: usize) -> Result<MapValue, String> {
         let ns = t.ns.as_deref();
         let local = t.local.as_str();
         if ns == Some(APACHE_SOAP) && local == "Map" {
-            return decode_map(el, depth);
+            return decode_map(d, el, depth);
         }
         if is_enc(ns) && local == "Array" {
-            return decode_array(el, depth);
+            return decode_array(d, el, depth);
         }
         if ns == Some(XSD) || is_enc(ns) {
             let text = el.trimmed();
@@ -103,7 +128,7 @@ fn decode_at(el: &Element, depth: usize) -> Result<MapValue, String> {
         }
     }
     if has_array_type {
-        return decode_array(el, depth);
+        return decode_array(d, el, depth);
     }
     if el.children.is_empty() {
         return Ok(MapValue::Str(el.text.clone()));
@@ -115,26 +140,26 @@ fn decode_at(el: &Element, depth: usize) -> Result<MapValue, String> {
         .iter()
         .all(|c| c.local() == "item" && c.child("key").is_some())
     {
-        return decode_map(el, depth);
+        return decode_map(d, el, depth);
     }
     let first = el.children[0].local();
     if el.children.len() > 1 && el.children.iter().all(|c| c.local() == first) {
-        return decode_array(el, depth);
+        return decode_array(d, el, depth);
     }
     let mut items = Vec::with_capacity(el.children.len());
     for c in &el.children {
-        items.push((c.local().to_string(), decode_at(c, depth + 1)?));
+        items.push((c.local().to_string(), d.at(c, depth + 1)?));
     }
     Ok(MapValue::Map(items))
 }
 
-fn decode_map(el: &Element, depth: usize) -> Result<MapValue, String> {
+fn decode_map(d: &Decoder<'_>, el: &Element, depth: usize) -> Result<MapValue, String> {
     let mut items = Vec::with_capacity(el.children.len());
     for item in &el.children {
         let key = item
             .child("key")
             .ok_or_else(|| format!("a map item in '{}' has no key", el.local()))?;
-        let key = match decode_at(key, depth + 1)? {
+        let key = match d.at(key, depth + 1)? {
             MapValue::Nil => String::new(),
             k => k
                 .as_text()
@@ -142,7 +167,7 @@ fn decode_map(el: &Element, depth: usize) -> Result<MapValue, String> {
                 .into_owned(),
         };
         let value = match item.child("value") {
-            Some(v) => decode_at(v, depth + 1)?,
+            Some(v) => d.at(v, depth + 1)?,
             None => MapValue::Nil,
         };
         items.push((key, value));
@@ -150,10 +175,10 @@ fn decode_map(el: &Element, depth: usize) -> Result<MapValue, String> {
     Ok(MapValue::Map(items))
 }
 
-fn decode_array(el: &Element, depth: usize) -> Result<MapValue, String> {
+fn decode_array(d: &Decoder<'_>, el: &Element, depth: usize) -> Result<MapValue, String> {
     el.children
         .iter()
-        .map(|c| decode_at(c, depth + 1))
+        .map(|c| d.at(c, depth + 1))
         .collect::<Result<Vec<_>, _>>()
         .map(MapValue::Array)
 }
@@ -337,6 +362,17 @@ mod tests {
             v.get("list"),
             Some(&MapValue::Array(vec![MapValue::str("a"), MapValue::str("b")]))
         );
+        let multi =
+            br##"<b xmlns:x="http://www.w3.org/2001/XMLSchema-instance" xmlns:s="http://www.w3.org/2001/XMLSchema"
+            xmlns:m="http://xml.apache.org/xml-soap"><op><data href="#id0"/></op>
+            <multiRef id="id0" x:type="m:Map"><item><key href="#id1"/><value href="#id1"/></item></multiRef>
+            <multiRef id="id1" x:type="s:string">k</multiRef><multiRef id="loop" href="#loop"/></b>"##;
+        let b = dom::parse(multi).unwrap();
+        let data = &b.children[0].children[0];
+        let v = decode_in(data, &b.children[1..]).unwrap();
+        assert_eq!(v, MapValue::map(vec![("k", MapValue::str("k"))]));
+        assert!(decode(data).is_err(), "a dangling reference");
+        assert!(decode_in(&b.children[3], &b.children[1..]).is_err(), "a cycle");
         let bad = br#"<p xmlns:x="http://www.w3.org/2001/XMLSchema-instance" xmlns:s="http://www.w3.org/2001/XMLSchema"
             x:type="s:int">12x</p>"#;
         assert!(decode(&dom::parse(bad).unwrap()).is_err());
