@@ -15,6 +15,7 @@ both!(
     authentication_by_basic_bearer_and_ws_security,
     malformed_and_hostile_documents_are_client_faults,
     bad_arguments_and_unknown_batches_are_client_faults,
+    long_poll_answers_when_events_arrive,
 );
 
 const S11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
@@ -505,6 +506,21 @@ async fn bad_arguments_and_unknown_batches_are_client_faults(b: Backend) {
     .await;
     assert_eq!(r.fault11().0, "soap:Client");
     assert_eq!(app.queue(&other).await["in_flight"], 2);
+}
+
+async fn long_poll_answers_when_events_arrive(b: Backend) {
+    let app = std::sync::Arc::new(spawn_app(b).await);
+    let (_, key) = app.create_account("acme").await;
+    let (a, k) = (app.clone(), key.clone());
+    let poll =
+        tokio::spawn(
+            async move { soap11(&a, &k, "<e:fetchBatch><e:waitSeconds>15</e:waitSeconds></e:fetchBatch>").await },
+        );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.ingest(&key, &opens(2)).await;
+    let r = poll.await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.field("count"), "2");
 }
 
 /// Measures fetch + markBatchRead of 10,000 events over SOAP (SPEC §8:
