@@ -79,12 +79,4 @@ diesel::table! {
 diesel::joinable!(api_keys -> accounts (account_id));
 diesel::joinable!(trigger_configs -> accounts (account_id));
 
-diesel::allow_tables_to_appear_in_same_query!(
-    accounts,
-    api_keys,
-    trigger_configs,
-    events,
-    pull_queue,
-    batches,
-    paint_contexts
-);
+diesel::allow_tables_to_appear_in_same_query!(accounts, api_keys, trigger_configs, events, pull_queue, batches);
