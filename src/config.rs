@@ -95,6 +95,11 @@ pub struct ServeSettings {
     /// default: taken from each request's Host header.
     #[arg(long, env = "EVENTD_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// PAINT compatibility: a login context expires after this many seconds
+    /// without a call.
+    #[arg(long, env = "EVENTD_PAINT_CONTEXT_IDLE_SECONDS", default_value_t = 1200,
+          value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub paint_context_idle_seconds: u64,
     /// Log format.
     #[arg(long, env = "EVENTD_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -84,6 +84,8 @@ impl Application {
                 })
                 .wrap(tracing_actix_web::TracingLogger::default())
                 .configure(crate::api::routes)
+                .configure(crate::soap::routes)
+                .configure(crate::paint::routes)
                 .default_service(web::to(crate::api::not_found))
         })
         .listen(listener)?

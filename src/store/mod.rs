@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod events;
 pub mod migrate;
+pub mod paint_contexts;
 pub mod queue;
 pub mod retention;
 pub mod schema;

@@ -64,6 +64,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    paint_contexts (account_id, id) {
+        account_id -> BigInt,
+        id -> Text,
+        created_at -> BigInt,
+        last_used_at -> BigInt,
+    }
+}
+
 diesel::joinable!(api_keys -> accounts (account_id));
 diesel::joinable!(trigger_configs -> accounts (account_id));
 
