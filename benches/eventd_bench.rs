@@ -214,6 +214,43 @@ async fn fetch_ack(client: &Client, base: &str, key: &str, size: usize) -> (f64,
     (started.elapsed().as_secs_f64() * 1000.0, n)
 }
 
+/// One SOAP 1.1 fetchBatch + markBatchRead of a non-empty batch; returns ms.
+async fn soap_fetch_ack(client: &Client, base: &str, key: &str, size: usize) -> f64 {
+    let call = |op: String| {
+        let body = format!(
+            r#"<?xml version="1.0"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:e="urn:eventd:eventNotification"><s:Body>{op}</s:Body></s:Envelope>"#
+        );
+        client
+            .post(format!("{base}/soap/eventNotification"))
+            .basic_auth("bench", Some(key))
+            .header("content-type", "text/xml; charset=utf-8")
+            .header("SOAPAction", "\"\"")
+            .body(body)
+            .send()
+    };
+    let started = Instant::now();
+    let text = call(format!("<e:fetchBatch><e:size>{size}</e:size></e:fetchBatch>"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let id = text
+        .split("batchId>")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .unwrap_or("")
+        .to_string();
+    assert!(!id.is_empty(), "SOAP fetch returned no batch: {text:.300}");
+    let r = call(format!(
+        "<e:markBatchRead><e:batchId>{id}</e:batchId></e:markBatchRead>"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    started.elapsed().as_secs_f64() * 1000.0
+}
+
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[((v.len() as f64 - 1.0) * p).round() as usize]
@@ -254,6 +291,18 @@ async fn run(backend: &str, o: &Opts) {
             pct(&mut ms, 0.5),
             pct(&mut ms, 0.99)
         );
+        ingest(&client, &base, &key, size * reps, size.min(1000), 2).await;
+        let mut ms = Vec::new();
+        for _ in 0..reps {
+            ms.push(soap_fetch_ack(&client, &base, &key, size).await);
+        }
+        println!(
+            "{backend}\tfetch+read SOAP size={size:<6}\tp50 {:>7.1} ms\tp99 {:>7.1} ms",
+            pct(&mut ms, 0.5),
+            pct(&mut ms, 0.99)
+        );
+        // Whatever SOAP left (it is counted by the JSON drain below).
+        while fetch_ack(&client, &base, &key, 10_000).await.1 > 0 {}
     }
 
     let drain = if o.quick { 100_000 } else { 1_000_000 };
