@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod events;
 pub mod migrate;
+pub mod push;
 pub mod queue;
 pub mod schema;
 pub mod triggers;
