@@ -9,5 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod pull;
+pub mod push;
 pub mod startup;
 pub mod store;
+pub mod webhook;

@@ -12,7 +12,9 @@ use tokio::sync::watch;
 use crate::auth::Authenticator;
 use crate::config::ServeSettings;
 use crate::pull::Pull;
+use crate::push::{PushWorker, WorkerConfig};
 use crate::store::Store;
+use crate::webhook::Webhooks;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -20,12 +22,15 @@ pub struct AppState {
     pub auth: Authenticator,
     pub pull: Pull,
     pub settings: Arc<ServeSettings>,
+    /// The outgoing HTTP client of push (for `POST /v1/triggers/{T}/test`).
+    pub webhooks: Webhooks,
 }
 
 pub struct Application {
     port: u16,
     server: Server,
     shutdown: watch::Sender<bool>,
+    worker: Option<PushWorker>,
 }
 
 impl Application {
@@ -40,12 +45,20 @@ impl Application {
         let listener = TcpListener::bind(&settings.listen).with_context(|| format!("binding {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let worker_config = WorkerConfig::from_settings(&settings.push).context("push settings")?;
+        let webhooks = webhooks_of(&settings.push)?;
+        let worker = if settings.no_worker {
+            None
+        } else {
+            Some(PushWorker::spawn(store.clone(), webhooks.clone(), worker_config)?)
+        };
         let settings = Arc::new(settings);
         let state = web::Data::new(AppState {
             auth: Authenticator::new(store.clone(), settings.admin_token.clone()),
             pull: Pull::new(store.clone(), shutdown_rx),
             store,
             settings: settings.clone(),
+            webhooks,
         });
         let mut server = HttpServer::new(move || {
             App::new()
@@ -70,7 +83,12 @@ impl Application {
                 .map(|(h, _)| format!("{h}:{port}"))
                 .unwrap_or_default()
         );
-        Ok(Application { port, server, shutdown })
+        Ok(Application {
+            port,
+            server,
+            shutdown,
+            worker,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -82,6 +100,7 @@ impl Application {
         let handle = self.server.handle();
         let shutdown = self.shutdown;
         let server = self.server;
+        let worker = self.worker;
         let stopper = tokio::spawn(async move {
             wait_for_signal().await;
             // Long polls answer at once, then in-flight requests drain.
@@ -90,8 +109,33 @@ impl Application {
         });
         let r = server.await;
         stopper.abort();
+        if let Some(w) = worker {
+            w.stop().await;
+        }
         r
     }
+}
+
+/// The outgoing HTTP client of push, from the settings.
+pub fn webhooks_of(push: &crate::config::PushSettings) -> anyhow::Result<Webhooks> {
+    Webhooks::new(
+        push.allow_private_targets,
+        push.push_source_ip,
+        push.push_destination_concurrency as usize,
+    )
+    .context("building the push HTTP client")
+}
+
+/// `eventd worker`: the push worker alone, until SIGINT/SIGTERM.
+pub async fn run_worker(settings: crate::config::WorkerSettings) -> anyhow::Result<()> {
+    let store = Store::connect(&settings.db.database_url, settings.db.db_pool_size)
+        .with_context(|| format!("opening the database {}", redact(&settings.db.database_url)))?;
+    store.migrate().context("migrating the database")?;
+    let config = WorkerConfig::from_settings(&settings.push).context("push settings")?;
+    let worker = PushWorker::spawn(store, webhooks_of(&settings.push)?, config)?;
+    wait_for_signal().await;
+    worker.stop().await;
+    Ok(())
 }
 
 async fn wait_for_signal() {
