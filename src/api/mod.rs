@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod batches;
+pub mod deliveries;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -38,7 +39,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/queue", web::get().to(queue::status))
             .route("/triggers", web::get().to(triggers::list))
             .route("/triggers/{trigger}", web::get().to(triggers::get))
-            .route("/triggers/{trigger}", web::put().to(triggers::put)),
+            .route("/triggers/{trigger}", web::put().to(triggers::put))
+            .route("/triggers/{trigger}/resume", web::post().to(triggers::resume))
+            .route("/triggers/{trigger}/secret", web::post().to(triggers::rotate_secret))
+            .route("/triggers/{trigger}/test", web::post().to(triggers::test))
+            .route("/deliveries", web::get().to(deliveries::list))
+            .route("/deliveries/retry", web::post().to(deliveries::retry_dead))
+            .route("/deliveries/{id}", web::get().to(deliveries::get))
+            .route("/deliveries/{id}/retry", web::post().to(deliveries::retry)),
     );
 }
 
