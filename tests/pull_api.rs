@@ -32,8 +32,11 @@ async fn ingest_fetch_mark_read_empties_the_queue(b: Backend) {
     let (_, key) = app.create_account("acme").await;
     let r = app.ingest(&key, &opens(5)).await;
     assert_eq!(r, json!({"accepted": 5, "duplicates": 0}));
-    app.ingest(&key, &json!({"trigger": "CLICK", "recipient": "c@x.test", "url": "https://x.test/a", "data": {"geo": "FR"}}))
-        .await;
+    app.ingest(
+        &key,
+        &json!({"trigger": "CLICK", "recipient": "c@x.test", "url": "https://x.test/a", "data": {"geo": "FR"}}),
+    )
+    .await;
 
     let q = app.queue(&key).await;
     assert_eq!(q["pending"], 6);
@@ -41,7 +44,10 @@ async fn ingest_fetch_mark_read_empties_the_queue(b: Backend) {
     assert_eq!(q["triggers"]["CLICK"]["pending"], 1);
 
     let batch = app.fetch(&key, &json!({"size": 4})).await;
-    assert_eq!(recipients(&batch), vec!["r0@x.test", "r1@x.test", "r2@x.test", "r3@x.test"]);
+    assert_eq!(
+        recipients(&batch),
+        vec!["r0@x.test", "r1@x.test", "r2@x.test", "r3@x.test"]
+    );
     assert_eq!(batch["remaining"], 2);
     assert_eq!(batch["count"], 4);
     let first = &batch["events"][0];
@@ -95,7 +101,10 @@ async fn invalid_event_rejects_the_whole_batch(b: Backend) {
     assert!(offenders.contains(&(1, "trigger".into())));
     assert!(offenders.contains(&(2, "recipient".into())));
     assert!(offenders.contains(&(3, "occurred_at".into())));
-    assert!(v["error"]["details"][0]["message"].as_str().unwrap().contains("SMSFAILED"));
+    assert!(v["error"]["details"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("SMSFAILED"));
     // Nothing was stored, not even the valid first event.
     assert_eq!(app.queue(&key).await["pending"], 0);
 }
@@ -215,7 +224,10 @@ async fn release_returns_events_at_once(b: Backend) {
     let r = app.post_empty(&format!("/v1/batches/{id}/read"), &key).await;
     assert_eq!(r.status(), 409);
     let again = app.fetch(&key, &json!({"size": 10, "consumer": "other"})).await;
-    assert_eq!(recipients(&again), vec!["r0@x.test", "r1@x.test", "r2@x.test", "r3@x.test"]);
+    assert_eq!(
+        recipients(&again),
+        vec!["r0@x.test", "r1@x.test", "r2@x.test", "r3@x.test"]
+    );
 }
 
 async fn long_poll_wakes_on_ingest(b: Backend) {
@@ -242,7 +254,10 @@ async fn long_poll_wakes_on_ingest(b: Backend) {
     app.ingest(&key, &opens(1)).await;
     let (v, took) = poll.await.unwrap();
     assert_eq!(recipients(&v), vec!["r0@x.test"]);
-    assert!(took < Duration::from_secs(10), "answered on arrival, not at the deadline ({took:?})");
+    assert!(
+        took < Duration::from_secs(10),
+        "answered on arrival, not at the deadline ({took:?})"
+    );
     // An empty wait ends at its deadline with an empty answer.
     let v = app.fetch(&key, &json!({"wait_seconds": 1, "consumer": "idle"})).await;
     assert_eq!(v["batch_id"], Value::Null);
@@ -258,7 +273,13 @@ async fn auth_failures_are_401_or_403(b: Backend) {
     assert_eq!(v["error"]["code"], "unauthorized");
     assert_eq!(app.get("/v1/queue", "evk_wrong").await.status(), 401);
     assert_eq!(
-        app.client.get(app.url("/v1/queue")).header("authorization", "Basic !!!").send().await.unwrap().status(),
+        app.client
+            .get(app.url("/v1/queue"))
+            .header("authorization", "Basic !!!")
+            .send()
+            .await
+            .unwrap()
+            .status(),
         401
     );
     // HTTP Basic with the key as password works (what SOAP clients send).
@@ -274,7 +295,10 @@ async fn auth_failures_are_401_or_403(b: Backend) {
     // The operator token is not an account; an account key is not the operator.
     assert_eq!(app.get("/v1/queue", ADMIN).await.status(), 403);
     assert_eq!(app.get("/v1/accounts", &key).await.status(), 403);
-    assert_eq!(app.post("/v1/accounts", &key, &json!({"name": "x"})).await.status(), 403);
+    assert_eq!(
+        app.post("/v1/accounts", &key, &json!({"name": "x"})).await.status(),
+        403
+    );
 }
 
 async fn foreign_batch_answers_as_unknown(b: Backend) {
@@ -287,11 +311,17 @@ async fn foreign_batch_answers_as_unknown(b: Backend) {
     for action in ["read", "release"] {
         let foreign = app.post_empty(&format!("/v1/batches/{id}/{action}"), &mallory).await;
         let unknown = app
-            .post_empty(&format!("/v1/batches/00000000-0000-7000-8000-000000000000/{action}"), &mallory)
+            .post_empty(
+                &format!("/v1/batches/00000000-0000-7000-8000-000000000000/{action}"),
+                &mallory,
+            )
             .await;
         assert_eq!(foreign.status(), 404);
         assert_eq!(unknown.status(), 404);
-        assert_eq!(foreign.json::<Value>().await.unwrap(), unknown.json::<Value>().await.unwrap());
+        assert_eq!(
+            foreign.json::<Value>().await.unwrap(),
+            unknown.json::<Value>().await.unwrap()
+        );
     }
     // Mallory sees nothing of Alice's queue; Alice's batch is intact.
     assert_eq!(app.queue(&mallory).await["in_flight"], 0);
@@ -362,14 +392,23 @@ async fn trigger_filter_and_size_limits(b: Backend) {
         ]),
     )
     .await;
-    let v = app.fetch(&key, &json!({"triggers": ["click", "BOUNCE"], "consumer": "x"})).await;
+    let v = app
+        .fetch(&key, &json!({"triggers": ["click", "BOUNCE"], "consumer": "x"}))
+        .await;
     assert_eq!(recipients(&v), vec!["c1@x.test", "b1@x.test", "c2@x.test"]);
-    let r = app.post("/v1/batches", &key, &json!({"triggers": ["CLICK", "NOPE"]})).await;
+    let r = app
+        .post("/v1/batches", &key, &json!({"triggers": ["CLICK", "NOPE"]}))
+        .await;
     assert_eq!(r.status(), 422);
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["error"]["code"], "unknown_trigger");
     assert!(e["error"]["message"].as_str().unwrap().contains("NOPE"));
-    for bad in [json!({"size": 0}), json!({"size": 10001}), json!({"lease_seconds": 0}), json!({"wait_seconds": 21})] {
+    for bad in [
+        json!({"size": 0}),
+        json!({"size": 10001}),
+        json!({"lease_seconds": 0}),
+        json!({"wait_seconds": 21}),
+    ] {
         let r = app.post("/v1/batches", &key, &bad).await;
         assert_eq!(r.status(), 422, "{bad}");
     }
@@ -380,7 +419,14 @@ async fn trigger_filter_and_size_limits(b: Backend) {
 async fn destination_none_keeps_events_out_of_the_queue(b: Backend) {
     let app = spawn_app(b).await;
     let (_, key) = app.create_account("acme").await;
-    let r = app.client.put(app.url("/v1/triggers/open")).bearer_auth(&key).json(&json!({"destination": "none"})).send().await.unwrap();
+    let r = app
+        .client
+        .put(app.url("/v1/triggers/open"))
+        .bearer_auth(&key)
+        .json(&json!({"destination": "none"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["destination"], "none");
     let v: Value = app.get("/v1/triggers/OPEN", &key).await.json().await.unwrap();
@@ -389,13 +435,25 @@ async fn destination_none_keeps_events_out_of_the_queue(b: Backend) {
     assert_eq!(all["triggers"].as_array().unwrap().len(), 15);
     assert_eq!(all["triggers"][5], json!({"trigger": "CLICK", "destination": "pull"}));
 
-    let r = app.ingest(&key, &json!([{"trigger": "OPEN", "recipient": "a@x.test"}, {"trigger": "CLICK", "recipient": "b@x.test"}])).await;
+    let r = app
+        .ingest(
+            &key,
+            &json!([{"trigger": "OPEN", "recipient": "a@x.test"}, {"trigger": "CLICK", "recipient": "b@x.test"}]),
+        )
+        .await;
     assert_eq!(r["accepted"], 2);
     let v = app.fetch(&key, &json!({})).await;
     assert_eq!(recipients(&v), vec!["b@x.test"]);
 
     assert_eq!(app.get("/v1/triggers/NOPE", &key).await.status(), 404);
-    let r = app.client.put(app.url("/v1/triggers/OPEN")).bearer_auth(&key).json(&json!({"destination": "pigeon"})).send().await.unwrap();
+    let r = app
+        .client
+        .put(app.url("/v1/triggers/OPEN"))
+        .bearer_auth(&key)
+        .json(&json!({"destination": "pigeon"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 422);
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "unknown_destination");
 }
@@ -433,8 +491,14 @@ async fn operator_ingests_for_an_account(b: Backend) {
     let r = app.post(&format!("/v1/accounts/{id}/events"), ADMIN, &opens(2)).await;
     assert_eq!(r.status(), 202);
     assert_eq!(app.queue(&key).await["pending"], 2);
-    assert_eq!(app.post("/v1/accounts/999999/events", ADMIN, &opens(1)).await.status(), 404);
-    assert_eq!(app.post("/v1/accounts/abc/events", ADMIN, &opens(1)).await.status(), 404);
+    assert_eq!(
+        app.post("/v1/accounts/999999/events", ADMIN, &opens(1)).await.status(),
+        404
+    );
+    assert_eq!(
+        app.post("/v1/accounts/abc/events", ADMIN, &opens(1)).await.status(),
+        404
+    );
     assert_eq!(app.post("/v1/events", ADMIN, &opens(1)).await.status(), 403);
     // Duplicate account names conflict.
     let r = app.post("/v1/accounts", ADMIN, &json!({"name": "acme"})).await;
@@ -453,16 +517,33 @@ async fn revoked_key_stops_working(b: Backend) {
     assert!(second.starts_with("evk_"));
     assert_eq!(app.get("/v1/queue", &second).await.status(), 200);
 
-    let keys: Value = app.get(&format!("/v1/accounts/{id}/keys"), ADMIN).await.json().await.unwrap();
+    let keys: Value = app
+        .get(&format!("/v1/accounts/{id}/keys"), ADMIN)
+        .await
+        .json()
+        .await
+        .unwrap();
     let listed = keys["keys"].as_array().unwrap();
     assert_eq!(listed.len(), 2);
     assert!(!keys.to_string().contains(&second), "secrets are never listed");
 
     let key_id = v["id"].as_str().unwrap();
-    let r = app.client.delete(app.url(&format!("/v1/accounts/{id}/keys/{key_id}"))).bearer_auth(ADMIN).send().await.unwrap();
+    let r = app
+        .client
+        .delete(app.url(&format!("/v1/accounts/{id}/keys/{key_id}")))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(app.get("/v1/queue", &second).await.status(), 401);
     assert_eq!(app.get("/v1/queue", &first).await.status(), 200);
-    let r = app.client.delete(app.url(&format!("/v1/accounts/{id}/keys/key_nope"))).bearer_auth(ADMIN).send().await.unwrap();
+    let r = app
+        .client
+        .delete(app.url(&format!("/v1/accounts/{id}/keys/key_nope")))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
 }

@@ -78,7 +78,9 @@ pub fn fresh_database(backend: Backend) -> (String, Option<tempfile::TempDir>) {
             let name = format!("eventd_t_{}", uuid::Uuid::now_v7().simple());
             let mut c = PgConnection::establish(&format!("{}/postgres", pg_base()))
                 .expect("PostgreSQL must be reachable for the tests (see .ci/run)");
-            diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut c).unwrap();
+            diesel::sql_query(format!("CREATE DATABASE {name}"))
+                .execute(&mut c)
+                .unwrap();
             (format!("{}/{name}", pg_base()), None)
         }
     }
