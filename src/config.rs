@@ -121,6 +121,10 @@ pub struct PushSettings {
     /// How often the worker looks for due deliveries when idle (e.g. 500ms, 1s).
     #[arg(long, env = "EVENTD_PUSH_POLL_INTERVAL", default_value = "250ms")]
     pub push_poll_interval: String,
+    /// On shutdown, how long requests in flight may take to finish before
+    /// their deliveries are given back (e.g. 30s).
+    #[arg(long, env = "EVENTD_PUSH_STOP_GRACE", default_value = "30s")]
+    pub push_stop_grace: String,
     /// Requests in flight per worker process, over all destinations.
     #[arg(long, env = "EVENTD_PUSH_CONCURRENCY", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub push_concurrency: u32,

@@ -25,6 +25,7 @@ both!(
     bad_configs_and_foreign_ids,
     a_hanging_receiver_does_not_slow_the_others,
     test_endpoint_reports_the_answer,
+    a_stopping_worker_gives_back_what_it_holds,
 );
 
 // ---------------------------------------------------------------- receiver
@@ -382,6 +383,13 @@ async fn suspends_after_consecutive_failures_and_resume_delivers_the_backlog(b: 
     assert_eq!(rx.hits("sick").len(), 3);
     let t = get_json(&app, &key, "/v1/triggers/OPEN").await;
     assert_eq!(t["push"]["pending"], 6);
+
+    // Switching to pull keeps the accepted events where they were: they are
+    // still delivered to the URL; new events go to the pull queue.
+    let r = put(&app, &key, "OPEN", &json!({"destination": "pull"})).await;
+    assert_eq!(r.status(), 200);
+    app.ingest(&key, &opens(2)).await;
+    assert_eq!(app.queue(&key).await["pending"], 2);
 
     rx.set("sick", Mode::Status(200));
     let r = app.post_empty("/v1/triggers/OPEN/resume", &key).await;
@@ -836,6 +844,57 @@ async fn test_endpoint_reports_the_answer(b: Backend) {
         .collect();
     assert_eq!(codes[0], 503);
     assert_eq!(*codes.last().unwrap(), 200);
+}
+
+/// Starts a push worker alone (as `eventd worker` would) on an app's database.
+fn start_worker(app: &TestApp, extra: &[&str]) -> eventd::push::PushWorker {
+    let mut all: Vec<String> = vec!["worker".into(), "--database-url".into(), app.db_url.clone()];
+    all.extend(
+        ["--allow-private-targets", "--push-poll-interval", "20ms"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string()),
+    );
+    let ws = <eventd::config::WorkerSettings as clap::Parser>::parse_from(all);
+    let store = eventd::store::Store::connect(&ws.db.database_url, 8).unwrap();
+    eventd::push::PushWorker::spawn(
+        store,
+        eventd::startup::webhooks_of(&ws.push).unwrap(),
+        eventd::push::WorkerConfig::from_settings(&ws.push).unwrap(),
+    )
+    .unwrap()
+}
+
+async fn a_stopping_worker_gives_back_what_it_holds(b: Backend) {
+    let rx = Receiver::start().await;
+    rx.set("slow", Mode::Hang);
+    let app = fast_app(b, &["--no-worker"]).await;
+    let (_, key) = app.create_account("acme").await;
+    push_to(
+        &app,
+        &key,
+        "OPEN",
+        json!({"url": rx.url("slow"), "timeout_seconds": 60}),
+    )
+    .await;
+    app.ingest(&key, &opens(3)).await;
+    let worker = start_worker(&app, &["--push-stop-grace", "100ms"]);
+    eventually("requests in flight", || async {
+        (rx.hits("slow").len() == 3).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    // Its leases (minutes long) were given back: another worker sends at once.
+    rx.set("slow", Mode::Status(200));
+    let worker = start_worker(&app, &[]);
+    eventually("delivered by the next worker", || async {
+        (deliveries(&app, &key, "status=delivered").await.len() == 3).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    // The abandoned tries were not counted as failures.
+    let d = &deliveries(&app, &key, "").await[0];
+    assert_eq!(d["attempts"], 1);
 }
 
 /// Throughput to a receiver that answers 200 at once. Run with

@@ -25,8 +25,11 @@ use crate::webhook::{prepare, Webhooks};
 const CLAIM_AHEAD: usize = 4;
 /// Results written per transaction, at most.
 const FLUSH_MAX: usize = 2000;
-/// How long a stopping worker lets requests in flight finish.
-const STOP_GRACE: Duration = Duration::from_secs(30);
+/// How long a destination found suspended or paused at claim time is
+/// not asked for again.
+const SKIP_MS: i64 = 1000;
+/// Per-destination state is forgotten past this many idle destinations.
+const MAX_IDLE_DESTINATIONS: usize = 10_000;
 /// Destinations looked at per round.
 const DUE_LIMIT: i64 = 1000;
 
@@ -37,6 +40,8 @@ pub struct WorkerConfig {
     pub poll: Duration,
     pub concurrency: usize,
     pub per_destination: usize,
+    /// How long a stopping worker lets requests in flight finish.
+    pub stop_grace: Duration,
 }
 
 impl WorkerConfig {
@@ -51,6 +56,7 @@ impl WorkerConfig {
             poll: parse_duration(&s.push_poll_interval)?.max(Duration::from_millis(1)),
             concurrency: s.push_concurrency as usize,
             per_destination: s.push_destination_concurrency as usize,
+            stop_grace: parse_duration(&s.push_stop_grace)?,
         })
     }
 }
@@ -62,6 +68,9 @@ struct DestState {
     outstanding: AtomicUsize,
     /// Not to be sent to before this time (i64::MAX: suspended).
     stopped_until: AtomicI64,
+    /// Not to be claimed for before this time (it was suspended or paused
+    /// when last tried; the database is asked again after).
+    skip_until: AtomicI64,
 }
 
 /// A running worker (on its own threads, so a busy API does not slow it).
@@ -144,11 +153,15 @@ async fn run(store: Store, webhooks: Webhooks, config: WorkerConfig, mut stop: w
                         permits: Semaphore::new(config.per_destination),
                         outstanding: AtomicUsize::new(0),
                         stopped_until: AtomicI64::new(0),
+                        skip_until: AtomicI64::new(0),
                     });
                     lock(&dest_map).insert(dest.clone(), st.clone());
                     st
                 })
                 .clone();
+            if st.skip_until.load(Ordering::Relaxed) > now_ms() {
+                continue;
+            }
             let cap = config.per_destination * CLAIM_AHEAD;
             let outstanding = st.outstanding.load(Ordering::Relaxed);
             if outstanding >= cap {
@@ -171,7 +184,10 @@ async fn run(store: Store, webhooks: Webhooks, config: WorkerConfig, mut stop: w
             };
             let claim: Claim = match claim {
                 Ok(Some(c)) => c,
-                Ok(None) => continue,
+                Ok(None) => {
+                    st.skip_until.store(now_ms() + SKIP_MS, Ordering::Relaxed);
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "push worker cannot claim deliveries");
                     continue;
@@ -249,6 +265,10 @@ async fn run(store: Store, webhooks: Webhooks, config: WorkerConfig, mut stop: w
                 });
             }
         }
+        if dests.len() > MAX_IDLE_DESTINATIONS {
+            dests.retain(|_, st| st.outstanding.load(Ordering::Relaxed) > 0);
+            lock(&dest_map).retain(|k, _| dests.contains_key(k));
+        }
         if !claimed_any {
             wait(&mut stop, &wake, config.poll).await;
         }
@@ -256,7 +276,7 @@ async fn run(store: Store, webhooks: Webhooks, config: WorkerConfig, mut stop: w
     // Stopping: requests in flight finish (those still waiting for a permit
     // give their deliveries back), then the last results are written.
     tracing::info!(worker = %worker_id, in_flight = tasks.len(), "push worker stopping");
-    let drained = tokio::time::timeout(STOP_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+    let drained = tokio::time::timeout(config.stop_grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tasks.abort_all();
     }

@@ -14,11 +14,11 @@ use std::collections::HashMap;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
-use super::schema::{deliveries, delivery_attempts, push_destinations, trigger_configs};
+use super::schema::{deliveries, delivery_attempts, push_destinations};
 use super::triggers::upsert_config;
 use super::{DbConn, Store, StoreError, StoreResult};
 use crate::domain::time::now_ms;
-use crate::domain::{Destination, HttpSettings, Trigger, TriggerConfig};
+use crate::domain::{HttpSettings, Trigger, TriggerConfig};
 use crate::on_conn;
 
 pub const PENDING: &str = "pending";
@@ -233,8 +233,16 @@ impl Store {
                 .select(push_destinations::secret)
                 .first(c)
                 .optional())?;
+            let settings = config.settings.to_string();
             if existing.is_some() {
                 resume_destination(conn, account_id, trigger.as_str(), now)?;
+                on_conn!(&mut *conn, |c| diesel::update(
+                    push_destinations::table
+                        .filter(push_destinations::account_id.eq(account_id))
+                        .filter(push_destinations::trigger.eq(trigger.as_str()))
+                )
+                .set(push_destinations::settings.eq(&settings))
+                .execute(c))?;
                 return Ok(HttpPut {
                     new_secret: None,
                     backfilled: 0,
@@ -244,6 +252,7 @@ impl Store {
                 .values((
                     push_destinations::account_id.eq(account_id),
                     push_destinations::trigger.eq(trigger.as_str()),
+                    push_destinations::settings.eq(&settings),
                     push_destinations::secret.eq(fresh_secret),
                     push_destinations::state.eq(ACTIVE),
                     push_destinations::created_at.eq(now),
@@ -375,8 +384,10 @@ impl Store {
     /// destination's batch size. With `ordered` settings only one request's
     /// worth is claimed, as a run starting at
     /// the destination's oldest pending delivery is claimed, and nothing
-    /// while any of its deliveries is claimed elsewhere. `Ok(None)` when the
-    /// destination is not (or no longer) an active http destination.
+    /// while any of its deliveries is claimed elsewhere. The destination's
+    /// last http settings are used even if the trigger has since switched to
+    /// another destination (accepted events stay where they were).
+    /// `Ok(None)` when the destination is suspended or paused.
     pub fn claim_deliveries(
         &self,
         dest: &DestinationKey,
@@ -390,16 +401,21 @@ impl Store {
         };
         let account_id = dest.account_id;
         self.write(|conn| {
-            let cfg: Option<(String, String)> = on_conn!(&mut *conn, |c| trigger_configs::table
-                .filter(trigger_configs::account_id.eq(account_id))
-                .filter(trigger_configs::trigger.eq(trigger.as_str()))
-                .select((trigger_configs::destination, trigger_configs::settings))
+            let health: Option<(String, String, String, i64)> = on_conn!(&mut *conn, |c| push_destinations::table
+                .filter(push_destinations::account_id.eq(account_id))
+                .filter(push_destinations::trigger.eq(trigger.as_str()))
+                .select((
+                    push_destinations::settings,
+                    push_destinations::secret,
+                    push_destinations::state,
+                    push_destinations::paused_until
+                ))
                 .first(c)
                 .optional())?;
-            let Some((destination, settings)) = cfg else {
+            let Some((settings, secret, state, paused_until)) = health else {
                 return Ok(None);
             };
-            if destination != Destination::Http.as_str() {
+            if state != ACTIVE || paused_until > now {
                 return Ok(None);
             }
             let Some(settings) = serde_json::from_str(&settings)
@@ -408,22 +424,6 @@ impl Store {
             else {
                 return Ok(None);
             };
-            let health: Option<(String, String, i64)> = on_conn!(&mut *conn, |c| push_destinations::table
-                .filter(push_destinations::account_id.eq(account_id))
-                .filter(push_destinations::trigger.eq(trigger.as_str()))
-                .select((
-                    push_destinations::secret,
-                    push_destinations::state,
-                    push_destinations::paused_until
-                ))
-                .first(c)
-                .optional())?;
-            let Some((secret, state, paused_until)) = health else {
-                return Ok(None);
-            };
-            if state != ACTIVE || paused_until > now {
-                return Ok(None);
-            }
             let limit = if settings.ordered { 1 } else { max_requests.max(1) } * i64::from(settings.batch_size);
             let t = trigger.as_str();
             let base = format!("account_id = {account_id} AND trigger = '{t}' AND status = '{PENDING}'");

@@ -76,6 +76,7 @@ diesel::table! {
     push_destinations (account_id, trigger) {
         account_id -> BigInt,
         trigger -> Text,
+        settings -> Text,
         secret -> Text,
         state -> Text,
         consecutive_failures -> BigInt,

@@ -1,10 +1,13 @@
 -- HTTP push (SPEC §6). Keys include account_id (Citus-ready).
 
--- One row per trigger that has ever had an http destination: its signing
--- secret and its health (suspension, Retry-After pause, failure streak).
+-- One row per trigger that has ever had an http destination: its last http
+-- settings (deliveries accepted before a switch to another destination still
+-- go there), its signing secret and its health (suspension, Retry-After
+-- pause, failure streak).
 CREATE TABLE push_destinations (
     account_id BIGINT NOT NULL REFERENCES accounts(id),
     trigger TEXT NOT NULL,
+    settings TEXT NOT NULL,
     secret TEXT NOT NULL,
     state TEXT NOT NULL,
     consecutive_failures BIGINT NOT NULL DEFAULT 0,
