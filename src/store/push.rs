@@ -28,6 +28,9 @@ pub const STATUSES: [&str; 3] = [PENDING, DELIVERED, DEAD];
 pub const ACTIVE: &str = "active";
 pub const SUSPENDED: &str = "suspended";
 
+/// Most deliveries claimed at once (unless one batch is larger).
+const MAX_CLAIM: i64 = 2000;
+
 /// Longest stored error text and response excerpt.
 const MAX_TEXT: usize = 1024;
 
@@ -424,7 +427,8 @@ impl Store {
             else {
                 return Ok(None);
             };
-            let limit = if settings.ordered { 1 } else { max_requests.max(1) } * i64::from(settings.batch_size);
+            let requests = if settings.ordered { 1 } else { max_requests.max(1) };
+            let limit = (requests * i64::from(settings.batch_size)).min(MAX_CLAIM.max(i64::from(settings.batch_size)));
             let t = trigger.as_str();
             let base = format!("account_id = {account_id} AND trigger = '{t}' AND status = '{PENDING}'");
             let ids: Vec<i64> = if settings.ordered {
@@ -502,6 +506,8 @@ impl Store {
                 last_error: Option<String>,
             }
             let mut health: HashMap<&DestinationKey, Health> = HashMap::new();
+            // Successes are written together: (account, status code) → ids.
+            let mut delivered: HashMap<(i64, Option<i64>), Vec<i64>> = HashMap::new();
             for o in outcomes {
                 let account_id = o.dest.account_id;
                 let ids: Vec<i64> = o.deliveries.iter().map(|(id, _)| *id).collect();
@@ -540,17 +546,7 @@ impl Store {
                     OutcomeKind::Success => {
                         h.failures = 0;
                         h.reset = true;
-                        on_conn!(&mut *conn, |c| diesel::update(deliveries::table.filter(mine))
-                            .set((
-                                deliveries::status.eq(DELIVERED),
-                                deliveries::attempts.eq(deliveries::attempts + 1),
-                                deliveries::lease_until.eq(None::<i64>),
-                                deliveries::claimed_by.eq(None::<String>),
-                                deliveries::updated_at.eq(now),
-                                deliveries::last_status_code.eq(o.status_code),
-                                deliveries::last_error.eq(None::<String>),
-                            ))
-                            .execute(c))?;
+                        delivered.entry((account_id, o.status_code)).or_default().extend(ids);
                     }
                     OutcomeKind::RetryAfter(until) => {
                         h.paused_until = h.paused_until.max(*until);
@@ -612,6 +608,25 @@ impl Store {
                                 .execute(c))?;
                         }
                     }
+                }
+            }
+            for ((account_id, code), ids) in delivered {
+                for ids in ids.chunks(1000) {
+                    let mine = deliveries::account_id
+                        .eq(account_id)
+                        .and(deliveries::id.eq_any(ids))
+                        .and(deliveries::claimed_by.eq(worker));
+                    on_conn!(&mut *conn, |c| diesel::update(deliveries::table.filter(mine))
+                        .set((
+                            deliveries::status.eq(DELIVERED),
+                            deliveries::attempts.eq(deliveries::attempts + 1),
+                            deliveries::lease_until.eq(None::<i64>),
+                            deliveries::claimed_by.eq(None::<String>),
+                            deliveries::updated_at.eq(now),
+                            deliveries::last_status_code.eq(code),
+                            deliveries::last_error.eq(None::<String>),
+                        ))
+                        .execute(c))?;
                 }
             }
             for chunk in attempts.chunks(500) {
