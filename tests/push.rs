@@ -26,6 +26,7 @@ both!(
     a_hanging_receiver_does_not_slow_the_others,
     test_endpoint_reports_the_answer,
     a_stopping_worker_gives_back_what_it_holds,
+    a_crashed_workers_claims_expire,
 );
 
 // ---------------------------------------------------------------- receiver
@@ -895,6 +896,59 @@ async fn a_stopping_worker_gives_back_what_it_holds(b: Backend) {
     // The abandoned tries were not counted as failures.
     let d = &deliveries(&app, &key, "").await[0];
     assert_eq!(d["attempts"], 1);
+}
+
+async fn a_crashed_workers_claims_expire(b: Backend) {
+    use eventd::store::push::{AttemptOutcome, DestinationKey, OutcomeKind};
+    let rx = Receiver::start().await;
+    let app = fast_app(b, &["--no-worker"]).await;
+    let (account, key) = app.create_account("acme").await;
+    push_to(&app, &key, "OPEN", json!({"url": rx.url("after")})).await;
+    app.ingest(&key, &opens(2)).await;
+    // A worker claims both, then dies without a word.
+    let store = eventd::store::Store::connect(&app.db_url, 2).unwrap();
+    let dest = DestinationKey {
+        account_id: account,
+        trigger: "OPEN".into(),
+    };
+    let lease_until = eventd::domain::time::now_ms() + 300;
+    let claim = store
+        .claim_deliveries(&dest, 10, lease_until, "wrk_crashed")
+        .unwrap()
+        .unwrap();
+    assert_eq!(claim.rows.len(), 2);
+    // Claimed rows are not claimable again while the lease runs.
+    assert!(store
+        .claim_deliveries(&dest, 10, lease_until, "wrk_other")
+        .unwrap()
+        .unwrap()
+        .rows
+        .is_empty());
+    let worker = start_worker(&app, &[]);
+    eventually("delivered after the lease expired", || async {
+        (deliveries(&app, &key, "status=delivered").await.len() == 2).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(rx.hits("after").len(), 2);
+    // A late report from the crashed worker changes nothing.
+    let late = AttemptOutcome {
+        dest,
+        deliveries: claim.rows.iter().map(|r| (r.id, r.attempts)).collect(),
+        url: "http://late.test/".into(),
+        attempted_at: 0,
+        latency_ms: 0,
+        status_code: Some(500),
+        error: Some("late".into()),
+        response: None,
+        kind: OutcomeKind::Failure,
+    };
+    store.complete_deliveries("wrk_crashed", &[late], &[10], 100).unwrap();
+    let list = deliveries(&app, &key, "").await;
+    assert!(
+        list.iter().all(|d| d["status"] == "delivered" && d["attempts"] == 1),
+        "{list:?}"
+    );
 }
 
 /// Throughput to a receiver that answers 200 at once. Run with
