@@ -371,12 +371,14 @@ impl Store {
     /// are neither suspended nor paused by a Retry-After.
     pub fn due_destinations(&self, limit: i64) -> StoreResult<Vec<DestinationKey>> {
         let now = now_ms();
+        // Walks the (small) destinations table and probes each one's
+        // pending index, rather than scanning every pending delivery.
         let sql = format!(
-            "SELECT DISTINCT d.account_id, d.trigger FROM deliveries d \
-             WHERE d.status = '{PENDING}' AND d.next_at <= {now} \
-             AND (d.lease_until IS NULL OR d.lease_until <= {now}) \
-             AND NOT EXISTS (SELECT 1 FROM push_destinations p WHERE p.account_id = d.account_id \
-             AND p.trigger = d.trigger AND (p.state <> '{ACTIVE}' OR p.paused_until > {now})) \
+            "SELECT p.account_id, p.trigger FROM push_destinations p \
+             WHERE p.state = '{ACTIVE}' AND p.paused_until <= {now} \
+             AND EXISTS (SELECT 1 FROM deliveries d WHERE d.account_id = p.account_id \
+             AND d.trigger = p.trigger AND d.status = '{PENDING}' AND d.next_at <= {now} \
+             AND (d.lease_until IS NULL OR d.lease_until <= {now})) \
              LIMIT {limit}"
         );
         self.read(|conn| Ok(on_conn!(conn, |c| diesel::sql_query(&sql).load(c))?))
@@ -404,6 +406,7 @@ impl Store {
         };
         let account_id = dest.account_id;
         self.write(|conn| {
+            relaxed_commit(conn)?;
             let health: Option<(String, String, String, i64)> = on_conn!(&mut *conn, |c| push_destinations::table
                 .filter(push_destinations::account_id.eq(account_id))
                 .filter(push_destinations::trigger.eq(trigger.as_str()))
@@ -494,6 +497,7 @@ impl Store {
     ) -> StoreResult<Vec<(DestinationKey, i64)>> {
         let now = now_ms();
         self.write(|conn| {
+            relaxed_commit(conn)?;
             let mut attempts: Vec<NewAttempt> = Vec::new();
             // Per destination: (failures since the last success in this
             // flush, whether a success reset the streak, gone, pause, last error).
@@ -814,6 +818,18 @@ impl Store {
             .execute(c))?)
         })
     }
+}
+
+/// Worker bookkeeping (claims, results) need not wait for the WAL flush on
+/// PostgreSQL: a crash loses at most the last moments of it, which only
+/// means a lease that did not happen (the rows are claimable) or a delivery
+/// sent again (at-least-once, as for any webhook). Events themselves are
+/// always committed durably at ingest.
+fn relaxed_commit(conn: &mut DbConn) -> StoreResult<()> {
+    if let DbConn::Pg(c) = conn {
+        diesel::sql_query("SET LOCAL synchronous_commit = off").execute(c)?;
+    }
+    Ok(())
 }
 
 fn resume_destination(conn: &mut DbConn, account_id: i64, trigger: &str, now: i64) -> StoreResult<usize> {
