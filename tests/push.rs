@@ -27,6 +27,7 @@ both!(
     test_endpoint_reports_the_answer,
     a_stopping_worker_gives_back_what_it_holds,
     a_crashed_workers_claims_expire,
+    closed_connections_fail_and_source_ip_is_used,
 );
 
 // ---------------------------------------------------------------- receiver
@@ -949,6 +950,54 @@ async fn a_crashed_workers_claims_expire(b: Backend) {
         list.iter().all(|d| d["status"] == "delivered" && d["attempts"] == 1),
         "{list:?}"
     );
+}
+
+/// A listener that accepts connections and closes them at once, and the
+/// number of connections it saw.
+async fn closing_listener() -> (u16, Arc<Mutex<u32>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(0u32));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            *counter.lock().unwrap() += 1;
+            drop(sock);
+        }
+    });
+    (port, seen)
+}
+
+async fn closed_connections_fail_and_source_ip_is_used(b: Backend) {
+    let (port, seen) = closing_listener().await;
+    let app = fast_app(b, &[]).await;
+    let (_, key) = app.create_account("acme").await;
+    push_to(&app, &key, "OPEN", json!({"url": format!("http://127.0.0.1:{port}/x")})).await;
+    app.ingest(&key, &opens(1)).await;
+    let d = eventually("dead after closed connections", || async {
+        deliveries(&app, &key, "status=dead").await.into_iter().next()
+    })
+    .await;
+    assert_eq!(d["attempts"], 4);
+    let first = &d["attempt_log"][0];
+    assert_eq!(first["status_code"], Value::Null);
+    assert!(
+        first["error"].as_str().unwrap().contains("request failed")
+            || first["error"].as_str().unwrap().contains("connection"),
+        "{first}"
+    );
+    assert!(*seen.lock().unwrap() >= 4);
+
+    // --push-source-ip binds outgoing connections: an address this host
+    // does not have makes every request fail before it leaves.
+    let rx = Receiver::start().await;
+    let app = fast_app(b, &["--push-source-ip", "192.0.2.1"]).await;
+    let (_, key) = app.create_account("acme").await;
+    push_to(&app, &key, "OPEN", json!({"url": rx.url("src")})).await;
+    let r = app.post_empty("/v1/triggers/OPEN/test", &key).await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["success"], false, "{v}");
+    assert!(rx.hits("src").is_empty());
 }
 
 /// Throughput to a receiver that answers 200 at once. Run with
