@@ -170,8 +170,9 @@ impl Webhooks {
         self.allow_private
     }
 
-    /// Sends a prepared request, signed with `secret` at the current time.
-    pub async fn send(&self, p: &Prepared, settings: &HttpSettings, secret: &str) -> Answer {
+    /// Sends a prepared request, signed at the current time with each of
+    /// `secrets` (space-separated signatures, as during a rotation).
+    pub async fn send(&self, p: &Prepared, settings: &HttpSettings, secrets: &[String]) -> Answer {
         let started = Instant::now();
         let elapsed = |s: Instant| i64::try_from(s.elapsed().as_millis()).unwrap_or(i64::MAX);
         // An IP literal skips the resolver: check it here.
@@ -194,7 +195,11 @@ impl Webhooks {
             }
         }
         let timestamp = now_ms() / 1000;
-        let signature = sign(secret, &p.msg_id, timestamp, &p.body).unwrap_or_default();
+        let signature: Vec<String> = secrets
+            .iter()
+            .filter_map(|s| sign(s, &p.msg_id, timestamp, &p.body).ok())
+            .collect();
+        let signature = signature.join(" ");
         let mut req = match p.method {
             HttpMethod::Post => self.client.post(&p.url),
             HttpMethod::Get => self.client.get(&p.url),

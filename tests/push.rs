@@ -590,7 +590,7 @@ async fn signature_verifies_with_the_reference_library(b: Backend) {
     .await;
     let first = eventually("signed request", || async { rx.hits("sig").into_iter().next() }).await;
 
-    // After a rotation, requests verify with the new secret only.
+    // After a rotation, requests carry signatures with both secrets for a day.
     let r = app.post_empty("/v1/triggers/OPEN/secret", &key).await;
     assert_eq!(r.status(), 200);
     let rotated = r.json::<Value>().await.unwrap()["secret"].as_str().unwrap().to_string();
@@ -618,9 +618,18 @@ async fn signature_verifies_with_the_reference_library(b: Backend) {
     };
     let out = verify(&first, &secret);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(second.header("webhook-signature").split(' ').count(), 2);
+    let out = verify(&second, &secret);
     assert!(
-        !verify(&second, &secret).status.success(),
-        "the old secret must not verify"
+        out.status.success(),
+        "old secret: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !verify(&second, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .status
+            .success(),
+        "a wrong secret verified"
     );
     secret = rotated;
     let out = verify(&second, &secret);

@@ -156,6 +156,10 @@ pub async fn resume(
     })))
 }
 
+/// After a rotation, requests carry a second signature with the previous
+/// secret for this long, so receivers can switch without losing requests.
+const ROTATION_OVERLAP_MS: i64 = DAY_MS;
+
 /// `POST /v1/triggers/{T}/secret`: a new signing secret, shown once.
 pub async fn rotate_secret(
     AccountAuth(account): AccountAuth,
@@ -166,14 +170,18 @@ pub async fn rotate_secret(
     let store = state(&req).store.clone();
     let secret = generate_secret();
     let shown = secret.clone();
-    web::block(move || store.rotate_secret(account.id, trigger, &secret))
+    web::block(move || store.rotate_secret(account.id, trigger, &secret, ROTATION_OVERLAP_MS))
         .await
         .map_err(|_| ApiError::internal())?
         .map_err(|e| match e {
             StoreError::NotFound => no_push(trigger),
             other => other.into(),
         })?;
-    Ok(HttpResponse::Ok().json(json!({"trigger": trigger.as_str(), "secret": shown})))
+    Ok(HttpResponse::Ok().json(json!({
+        "trigger": trigger.as_str(),
+        "secret": shown,
+        "previous_secret_valid_until": rfc3339(now_ms() + ROTATION_OVERLAP_MS),
+    })))
 }
 
 /// `POST /v1/triggers/{T}/test`: sends a sample event to the configured
@@ -188,7 +196,7 @@ pub async fn test(
     let store = st.store.clone();
     let (configs, secret) = web::block(move || {
         let configs = store.trigger_configs(account.id)?;
-        let secret = store.push_secret(account.id, trigger)?;
+        let secret = store.push_secrets(account.id, trigger)?;
         Ok::<_, StoreError>((configs, secret))
     })
     .await

@@ -199,7 +199,7 @@ async fn run(store: Store, webhooks: Webhooks, config: WorkerConfig, mut stop: w
             claimed_any = true;
             st.stopped_until.store(0, Ordering::Relaxed);
             let settings = Arc::new(claim.settings);
-            let secret: Arc<str> = claim.secret.into();
+            let secret: Arc<[String]> = claim.secrets.into();
             let size = settings.batch_size.max(1) as usize;
             for chunk in claim.rows.chunks(size) {
                 st.outstanding.fetch_add(1, Ordering::Relaxed);

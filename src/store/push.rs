@@ -104,7 +104,9 @@ pub struct DestinationKey {
 #[derive(Debug, Clone)]
 pub struct Claim {
     pub settings: HttpSettings,
-    pub secret: String,
+    /// The signing secrets: the current one, then the previous one while a
+    /// rotation's overlap lasts.
+    pub secrets: Vec<String>,
     /// In id (event) order.
     pub rows: Vec<ClaimedRow>,
 }
@@ -279,9 +281,10 @@ impl Store {
         })
     }
 
-    /// Replaces a destination's signing secret. NotFound if the trigger
-    /// never had an http destination.
-    pub fn rotate_secret(&self, account_id: i64, trigger: Trigger, secret: &str) -> StoreResult<()> {
+    /// Replaces a destination's signing secret; the previous one keeps
+    /// signing too (a second signature) for `overlap_ms`. NotFound if the
+    /// trigger never had an http destination.
+    pub fn rotate_secret(&self, account_id: i64, trigger: Trigger, secret: &str, overlap_ms: i64) -> StoreResult<()> {
         let now = now_ms();
         let n = self.write(|conn| {
             Ok(on_conn!(conn, |c| diesel::update(
@@ -290,6 +293,8 @@ impl Store {
                     .filter(push_destinations::trigger.eq(trigger.as_str()))
             )
             .set((
+                push_destinations::previous_secret.eq(push_destinations::secret.nullable()),
+                push_destinations::previous_until.eq(Some(now + overlap_ms)),
                 push_destinations::secret.eq(secret),
                 push_destinations::updated_at.eq(now)
             ))
@@ -301,15 +306,22 @@ impl Store {
         Ok(())
     }
 
-    /// The signing secret of a trigger's destination, if it ever had one.
-    pub fn push_secret(&self, account_id: i64, trigger: Trigger) -> StoreResult<Option<String>> {
+    /// The signing secrets of a trigger's destination (see [`Claim::secrets`]),
+    /// if it ever had one.
+    pub fn push_secrets(&self, account_id: i64, trigger: Trigger) -> StoreResult<Option<Vec<String>>> {
+        let now = now_ms();
         self.read(|conn| {
-            Ok(on_conn!(conn, |c| push_destinations::table
+            let row: Option<(String, Option<String>, Option<i64>)> = on_conn!(conn, |c| push_destinations::table
                 .filter(push_destinations::account_id.eq(account_id))
                 .filter(push_destinations::trigger.eq(trigger.as_str()))
-                .select(push_destinations::secret)
+                .select((
+                    push_destinations::secret,
+                    push_destinations::previous_secret,
+                    push_destinations::previous_until
+                ))
                 .first(c)
-                .optional())?)
+                .optional())?;
+            Ok(row.map(|(s, p, u)| secrets(s, p, u, now)))
         })
     }
 
@@ -407,20 +419,24 @@ impl Store {
         let account_id = dest.account_id;
         self.write(|conn| {
             relaxed_commit(conn)?;
-            let health: Option<(String, String, String, i64)> = on_conn!(&mut *conn, |c| push_destinations::table
+            type Health = (String, String, Option<String>, Option<i64>, String, i64);
+            let health: Option<Health> = on_conn!(&mut *conn, |c| push_destinations::table
                 .filter(push_destinations::account_id.eq(account_id))
                 .filter(push_destinations::trigger.eq(trigger.as_str()))
                 .select((
                     push_destinations::settings,
                     push_destinations::secret,
+                    push_destinations::previous_secret,
+                    push_destinations::previous_until,
                     push_destinations::state,
                     push_destinations::paused_until
                 ))
                 .first(c)
                 .optional())?;
-            let Some((settings, secret, state, paused_until)) = health else {
+            let Some((settings, secret, previous, previous_until, state, paused_until)) = health else {
                 return Ok(None);
             };
+            let secrets = secrets(secret, previous, previous_until, now);
             if state != ACTIVE || paused_until > now {
                 return Ok(None);
             }
@@ -464,7 +480,7 @@ impl Store {
             if ids.is_empty() {
                 return Ok(Some(Claim {
                     settings,
-                    secret,
+                    secrets,
                     rows: Vec::new(),
                 }));
             }
@@ -477,7 +493,11 @@ impl Store {
             debug_assert!(worker.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
             let mut rows: Vec<ClaimedRow> = on_conn!(&mut *conn, |c| diesel::sql_query(&sql).load(c))?;
             rows.sort_by_key(|r| r.id);
-            Ok(Some(Claim { settings, secret, rows }))
+            Ok(Some(Claim {
+                settings,
+                secrets,
+                rows,
+            }))
         })
     }
 
@@ -818,6 +838,17 @@ impl Store {
             .execute(c))?)
         })
     }
+}
+
+/// The current secret, then the previous one while its overlap lasts.
+fn secrets(current: String, previous: Option<String>, until: Option<i64>, now: i64) -> Vec<String> {
+    let mut out = vec![current];
+    if let (Some(p), Some(u)) = (previous, until) {
+        if u > now {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// Worker bookkeeping (claims, results) need not wait for the WAL flush on

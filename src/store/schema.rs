@@ -78,6 +78,8 @@ diesel::table! {
         trigger -> Text,
         settings -> Text,
         secret -> Text,
+        previous_secret -> Nullable<Text>,
+        previous_until -> Nullable<BigInt>,
         state -> Text,
         consecutive_failures -> BigInt,
         paused_until -> BigInt,

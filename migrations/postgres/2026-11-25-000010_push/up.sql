@@ -9,6 +9,9 @@ CREATE TABLE push_destinations (
     trigger TEXT NOT NULL,
     settings TEXT NOT NULL,
     secret TEXT NOT NULL,
+    -- After a rotation the previous secret also signs, until previous_until.
+    previous_secret TEXT,
+    previous_until BIGINT,
     state TEXT NOT NULL,
     consecutive_failures BIGINT NOT NULL DEFAULT 0,
     paused_until BIGINT NOT NULL DEFAULT 0,
