@@ -134,6 +134,10 @@ pub struct PushSettings {
     /// Source address of outgoing push connections (so receivers can allow-list it).
     #[arg(long, env = "EVENTD_PUSH_SOURCE_IP")]
     pub push_source_ip: Option<std::net::IpAddr>,
+    /// How long delivered and dead deliveries and their attempt log are
+    /// kept (e.g. 168h); pending ones are never pruned.
+    #[arg(long, env = "EVENTD_PUSH_LOG_RETENTION", default_value = "168h")]
+    pub push_log_retention: String,
     /// Days of event history delivered when a URL is first set (backfill).
     #[arg(long, env = "EVENTD_PUSH_BACKFILL_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(0..=365))]
     pub push_backfill_days: u32,

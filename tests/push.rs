@@ -28,6 +28,7 @@ both!(
     a_stopping_worker_gives_back_what_it_holds,
     a_crashed_workers_claims_expire,
     closed_connections_fail_and_source_ip_is_used,
+    redirects_are_not_followed_and_old_logs_are_pruned,
 );
 
 // ---------------------------------------------------------------- receiver
@@ -59,6 +60,8 @@ enum Mode {
     Hang,
     /// 503 with Retry-After: 1.
     RetryAfter,
+    /// 302 to /elsewhere.
+    Redirect,
 }
 
 #[derive(Default)]
@@ -110,6 +113,7 @@ async fn receive(req: HttpRequest, body: web::Bytes, st: web::Data<Arc<Recv>>) -
             tokio::time::sleep(Duration::from_secs(3600)).await;
             HttpResponse::Ok().finish()
         }
+        Mode::Redirect => HttpResponse::Found().insert_header(("Location", "/elsewhere")).finish(),
         Mode::RetryAfter => HttpResponse::ServiceUnavailable()
             .insert_header(("Retry-After", "1"))
             .finish(),
@@ -1007,6 +1011,37 @@ async fn closed_connections_fail_and_source_ip_is_used(b: Backend) {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["success"], false, "{v}");
     assert!(rx.hits("src").is_empty());
+}
+
+async fn redirects_are_not_followed_and_old_logs_are_pruned(b: Backend) {
+    let rx = Receiver::start().await;
+    rx.set("moved", Mode::Redirect);
+    let app = fast_app(b, &["--push-log-retention", "1500ms"]).await;
+    let (_, key) = app.create_account("acme").await;
+    push_to(&app, &key, "OPEN", json!({"url": rx.url("moved")})).await;
+    app.ingest(&key, &opens(1)).await;
+    let d = eventually("dead after redirects", || async {
+        deliveries(&app, &key, "status=dead").await.into_iter().next()
+    })
+    .await;
+    assert_eq!(d["attempt_log"][0]["status_code"], 302);
+    assert_eq!(rx.hits("moved").len(), 4);
+    assert!(rx.hits("elsewhere").is_empty());
+    // Finished deliveries go after the retention period; pending ones stay.
+    rx.set("moved", Mode::Hang);
+    push_to(
+        &app,
+        &key,
+        "OPEN",
+        json!({"url": rx.url("moved"), "timeout_seconds": 60}),
+    )
+    .await;
+    app.ingest(&key, &opens(1)).await;
+    eventually("the dead delivery pruned", || async {
+        deliveries(&app, &key, "status=dead").await.is_empty().then_some(())
+    })
+    .await;
+    assert_eq!(deliveries(&app, &key, "status=pending").await.len(), 1);
 }
 
 /// Throughput to a receiver that answers 200 at once. Run with

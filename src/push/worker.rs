@@ -30,6 +30,8 @@ const FLUSH_MAX: usize = 2000;
 const SKIP_MS: i64 = 1000;
 /// Per-destination state is forgotten past this many idle destinations.
 const MAX_IDLE_DESTINATIONS: usize = 10_000;
+/// Finished deliveries deleted per pruning pass.
+const PRUNE_LIMIT: i64 = 10_000;
 /// Destinations looked at per round.
 const DUE_LIMIT: i64 = 1000;
 
@@ -42,6 +44,8 @@ pub struct WorkerConfig {
     pub per_destination: usize,
     /// How long a stopping worker lets requests in flight finish.
     pub stop_grace: Duration,
+    /// Finished deliveries older than this are pruned.
+    pub log_retention: Duration,
 }
 
 impl WorkerConfig {
@@ -57,6 +61,7 @@ impl WorkerConfig {
             concurrency: s.push_concurrency as usize,
             per_destination: s.push_destination_concurrency as usize,
             stop_grace: parse_duration(&s.push_stop_grace)?,
+            log_retention: parse_duration(&s.push_log_retention)?,
         })
     }
 }
@@ -126,7 +131,23 @@ async fn run(store: Store, webhooks: Webhooks, config: WorkerConfig, mut stop: w
     ));
     let mut tasks: JoinSet<()> = JoinSet::new();
     let mut backoff = config.poll;
+    // Pruning runs at most once a minute (sooner with a shorter retention).
+    let prune_every = config
+        .log_retention
+        .min(Duration::from_secs(60))
+        .max(Duration::from_millis(100));
+    let mut last_prune = std::time::Instant::now();
     while !*stop.borrow() {
+        if last_prune.elapsed() >= prune_every {
+            last_prune = std::time::Instant::now();
+            let cutoff = now_ms() - i64::try_from(config.log_retention.as_millis()).unwrap_or(i64::MAX / 2);
+            let store = store.clone();
+            match blocking(move || store.prune_deliveries(cutoff, PRUNE_LIMIT)).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(pruned = n, "pruned finished deliveries"),
+                Err(e) => tracing::warn!(error = %e, "cannot prune finished deliveries"),
+            }
+        }
         while tasks.try_join_next().is_some() {}
         let due = {
             let store = store.clone();

@@ -708,6 +708,22 @@ impl Store {
         })
     }
 
+    /// Deletes finished (delivered or dead) deliveries and attempts last
+    /// touched before `cutoff_ms`, at most `limit` deliveries per call;
+    /// returns how many deliveries went.
+    pub fn prune_deliveries(&self, cutoff_ms: i64, limit: i64) -> StoreResult<usize> {
+        let sql_attempts = format!("DELETE FROM delivery_attempts WHERE attempted_at < {cutoff_ms}");
+        let sql = format!(
+            "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE status <> '{PENDING}' \
+             AND updated_at < {cutoff_ms} LIMIT {limit})"
+        );
+        self.write(|conn| {
+            relaxed_commit(conn)?;
+            on_conn!(&mut *conn, |c| diesel::sql_query(&sql_attempts).execute(c))?;
+            Ok(on_conn!(&mut *conn, |c| diesel::sql_query(&sql).execute(c))?)
+        })
+    }
+
     /// Gives back every delivery `worker` still holds (graceful stop).
     pub fn release_deliveries(&self, worker: &str) -> StoreResult<usize> {
         self.write(|conn| {

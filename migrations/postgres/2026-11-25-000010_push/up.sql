@@ -46,6 +46,8 @@ CREATE TABLE deliveries (
 CREATE INDEX deliveries_due ON deliveries (next_at) WHERE status = 'pending';
 CREATE INDEX deliveries_destination ON deliveries (account_id, trigger, id) WHERE status = 'pending';
 CREATE INDEX deliveries_listing ON deliveries (account_id, trigger, status, id);
+-- Pruning of finished deliveries after the log retention.
+CREATE INDEX deliveries_finished ON deliveries (updated_at) WHERE status <> 'pending';
 
 -- Every attempt: time, URL, status code, latency, error, first 1 KiB of the response.
 CREATE TABLE delivery_attempts (
@@ -61,3 +63,4 @@ CREATE TABLE delivery_attempts (
     PRIMARY KEY (account_id, id)
 );
 CREATE INDEX delivery_attempts_delivery ON delivery_attempts (account_id, delivery_id);
+CREATE INDEX delivery_attempts_time ON delivery_attempts (attempted_at);
