@@ -87,6 +87,9 @@ pub struct ServeSettings {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "EVENTD_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Most events accepted in one ingest request (SPEC: 10,000).
+    #[arg(long, env = "EVENTD_MAX_EVENTS_PER_REQUEST", default_value_t = 10_000)]
+    pub max_events_per_request: usize,
     /// HTTP worker threads (0: one per core).
     #[arg(long, env = "EVENTD_HTTP_WORKERS", default_value_t = 0)]
     pub http_workers: usize,
@@ -97,6 +100,18 @@ pub struct ServeSettings {
     /// Log format.
     #[arg(long, env = "EVENTD_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Days of event history kept (for push backfill and replay).
+    #[arg(long, env = "EVENTD_HISTORY_DAYS", default_value_t = 7)]
+    pub history_days: u32,
+    /// Delete unread pull events older than this (e.g. 30d, 12h); default: never.
+    #[arg(long, env = "EVENTD_QUEUE_MAX_AGE", value_parser = humantime::parse_duration)]
+    pub queue_max_age: Option<std::time::Duration>,
+    /// How often retention and batch bookkeeping run (e.g. 60s).
+    #[arg(long, env = "EVENTD_MAINTENANCE_INTERVAL", value_parser = humantime::parse_duration, default_value = "60s")]
+    pub maintenance_interval: std::time::Duration,
+    /// Most fetches allowed to long-poll at once; beyond, they answer at once.
+    #[arg(long, env = "EVENTD_MAX_WAITERS", default_value_t = 10_000)]
+    pub max_waiters: usize,
     /// Do not run the push delivery worker in this process.
     #[arg(long, env = "EVENTD_NO_WORKER")]
     pub no_worker: bool,
@@ -138,9 +153,6 @@ pub struct PushSettings {
     /// kept (e.g. 168h); pending ones are never pruned.
     #[arg(long, env = "EVENTD_PUSH_LOG_RETENTION", default_value = "168h")]
     pub push_log_retention: String,
-    /// Days of event history delivered when a URL is first set (backfill).
-    #[arg(long, env = "EVENTD_PUSH_BACKFILL_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(0..=365))]
-    pub push_backfill_days: u32,
 }
 
 #[derive(Debug, Clone, Parser)]

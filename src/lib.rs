@@ -8,6 +8,8 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod maintenance;
+pub mod metrics;
 pub mod pull;
 pub mod push;
 pub mod startup;

@@ -3,12 +3,14 @@
 //! status. The faces only translate their formats to and from these calls.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::domain::NewEvent;
+use crate::metrics::Metrics;
 use crate::store::events::IngestOutcome;
 use crate::store::queue::{Batch, FetchRequest, QueueStatus};
 use crate::store::{Store, StoreError, StoreResult};
@@ -46,6 +48,20 @@ pub struct Pull {
     store: Store,
     waiters: Arc<Waiters>,
     shutdown: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+    /// Long polls waiting now, and the most allowed at once.
+    waiting: Arc<AtomicUsize>,
+    max_waiters: usize,
+}
+
+/// Counts one waiting long poll for as long as it lives.
+struct WaitSlot<'a>(&'a Pull);
+
+impl Drop for WaitSlot<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.0.metrics.long_poll_waiters.dec();
+    }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
@@ -56,12 +72,27 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> StoreResult<T> + Send +
 
 impl Pull {
     /// `shutdown` turns true when the server stops: long polls answer at once.
-    pub fn new(store: Store, shutdown: watch::Receiver<bool>) -> Self {
+    /// At most `max_waiters` fetches wait at once; beyond that a fetch on an
+    /// empty queue answers at once (empty), as if `wait_seconds` were 0.
+    pub fn new(store: Store, shutdown: watch::Receiver<bool>, metrics: Arc<Metrics>, max_waiters: usize) -> Self {
         Pull {
             store,
             waiters: Arc::default(),
             shutdown,
+            metrics,
+            waiting: Arc::default(),
+            max_waiters,
         }
+    }
+
+    fn take_wait_slot(&self) -> Option<WaitSlot<'_>> {
+        let prev = self.waiting.fetch_add(1, Ordering::SeqCst);
+        if prev >= self.max_waiters {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        self.metrics.long_poll_waiters.inc();
+        Some(WaitSlot(self))
     }
 
     pub fn store(&self) -> &Store {
@@ -71,6 +102,13 @@ impl Pull {
     pub async fn ingest(&self, account_id: i64, events: Vec<NewEvent>) -> StoreResult<IngestOutcome> {
         let store = self.store.clone();
         let outcome = blocking(move || store.ingest(account_id, &events)).await?;
+        for (trigger, n) in &outcome.by_trigger {
+            self.metrics
+                .events_ingested
+                .with_label_values(&[trigger.as_str()])
+                .inc_by(*n as u64);
+        }
+        self.metrics.events_duplicate.inc_by(outcome.duplicates as u64);
         if outcome.queued > 0 {
             self.waiters.wake(account_id);
         }
@@ -83,16 +121,27 @@ impl Pull {
         let deadline = tokio::time::Instant::now() + wait;
         let mut wake = self.waiters.subscribe(account_id);
         let mut shutdown = self.shutdown.clone();
+        let mut slot = None;
         loop {
             wake.borrow_and_update();
             let store = self.store.clone();
             let r = req.clone();
             if let Some(batch) = blocking(move || store.fetch_batch(account_id, &r)).await? {
+                if batch.fresh {
+                    self.metrics.batches.with_label_values(&["fetched"]).inc();
+                    self.metrics.events_fetched.inc_by(batch.payloads.len() as u64);
+                }
                 return Ok(Some(batch));
             }
             let now = tokio::time::Instant::now();
             if now >= deadline || *shutdown.borrow() {
                 return Ok(None);
+            }
+            if slot.is_none() {
+                slot = self.take_wait_slot();
+                if slot.is_none() {
+                    return Ok(None);
+                }
             }
             let nap = (deadline - now).min(POLL_FALLBACK);
             tokio::select! {
@@ -105,12 +154,17 @@ impl Pull {
 
     pub async fn mark_read(&self, account_id: i64, batch_id: String) -> StoreResult<i64> {
         let store = self.store.clone();
-        blocking(move || store.mark_read(account_id, &batch_id)).await
+        let deleted = blocking(move || store.mark_read(account_id, &batch_id)).await?;
+        self.metrics.batches.with_label_values(&["read"]).inc();
+        self.metrics.events_deleted.inc_by(deleted as u64);
+        Ok(deleted)
     }
 
     pub async fn release(&self, account_id: i64, batch_id: String) -> StoreResult<i64> {
         let store = self.store.clone();
-        blocking(move || store.release(account_id, &batch_id)).await
+        let released = blocking(move || store.release(account_id, &batch_id)).await?;
+        self.metrics.batches.with_label_values(&["released"]).inc();
+        Ok(released)
     }
 
     pub async fn status(&self, account_id: i64) -> StoreResult<QueueStatus> {

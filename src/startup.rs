@@ -11,6 +11,8 @@ use tokio::sync::watch;
 
 use crate::auth::Authenticator;
 use crate::config::ServeSettings;
+use crate::maintenance::{self, Retention};
+use crate::metrics::Metrics;
 use crate::pull::Pull;
 use crate::push::{PushWorker, WorkerConfig};
 use crate::store::Store;
@@ -19,6 +21,7 @@ use crate::webhook::Webhooks;
 /// What every handler can reach.
 pub struct AppState {
     pub store: Store,
+    pub metrics: Arc<Metrics>,
     pub auth: Authenticator,
     pub pull: Pull,
     pub settings: Arc<ServeSettings>,
@@ -53,17 +56,46 @@ impl Application {
             Some(PushWorker::spawn(store.clone(), webhooks.clone(), worker_config)?)
         };
         let settings = Arc::new(settings);
+        let metrics = Arc::new(Metrics::new());
+        tokio::spawn(maintenance::run(
+            store.clone(),
+            metrics.clone(),
+            Retention {
+                history: std::time::Duration::from_secs(u64::from(settings.history_days) * 86_400),
+                queue_max_age: settings.queue_max_age,
+                interval: settings.maintenance_interval,
+            },
+            shutdown_rx.clone(),
+        ));
         let state = web::Data::new(AppState {
             auth: Authenticator::new(store.clone(), settings.admin_token.clone()),
-            pull: Pull::new(store.clone(), shutdown_rx),
+            pull: Pull::new(store.clone(), shutdown_rx, metrics.clone(), settings.max_waiters),
             store,
+            metrics,
             settings: settings.clone(),
             webhooks,
         });
         let mut server = HttpServer::new(move || {
+            let latency = state.metrics.http_requests.clone();
             App::new()
                 .app_data(state.clone())
                 .wrap(actix_web::middleware::Compress::default())
+                .wrap_fn(move |req, srv| {
+                    let started = std::time::Instant::now();
+                    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_string());
+                    let method = req.method().to_string();
+                    let latency = latency.clone();
+                    let fut = actix_web::dev::Service::call(srv, req);
+                    async move {
+                        let res = fut.await?;
+                        let class = format!("{}xx", res.status().as_u16() / 100);
+                        latency
+                            .with_label_values(&[method.as_str(), route.as_str(), class.as_str()])
+                            .observe(started.elapsed().as_secs_f64());
+                        Ok(res)
+                    }
+                })
+                .wrap(tracing_actix_web::TracingLogger::default())
                 .configure(crate::api::routes)
                 .default_service(web::to(crate::api::not_found))
         })

@@ -1,18 +1,75 @@
 //! Operator endpoints: accounts and their keys (SPEC §3).
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::extract::{read_json, state, typed, OperatorAuth};
+use super::openapi::ErrorBody;
 use super::ApiError;
 use crate::domain::time::rfc3339;
+use crate::store::accounts::Account;
 use crate::store::StoreError;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateAccount {
-    name: String,
+pub struct CreateAccount {
+    /// 1 to 100 printable characters, unique.
+    #[schema(example = "acme")]
+    pub name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AccountView {
+    pub id: i64,
+    pub name: String,
+    pub created_at: String,
+}
+
+impl From<Account> for AccountView {
+    fn from(a: Account) -> Self {
+        AccountView {
+            id: a.id,
+            name: a.name,
+            created_at: rfc3339(a.created_at),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AccountCreated {
+    pub id: i64,
+    pub name: String,
+    pub created_at: String,
+    /// The account's first API key: shown only this once.
+    pub api_key: String,
+    pub key_id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AccountList {
+    pub accounts: Vec<AccountView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyCreated {
+    pub id: String,
+    /// The secret: shown only this once.
+    pub key: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyView {
+    pub id: String,
+    /// The key's first characters, to tell keys apart.
+    pub prefix: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyList {
+    pub keys: Vec<KeyView>,
 }
 
 fn account_not_found(e: StoreError) -> ApiError {
@@ -22,6 +79,15 @@ fn account_not_found(e: StoreError) -> ApiError {
     }
 }
 
+/// Creates an account and its first API key.
+#[utoipa::path(post, path = "/v1/accounts", operation_id = "create_account", tag = "accounts", request_body = CreateAccount,
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 201, body = AccountCreated),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "The name is taken", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+    ))]
 pub async fn create(_: OperatorAuth, req: HttpRequest, body: web::Payload) -> Result<HttpResponse, ApiError> {
     let value = read_json(&req, body)
         .await?
@@ -42,27 +108,35 @@ pub async fn create(_: OperatorAuth, req: HttpRequest, body: web::Payload) -> Re
             StoreError::Conflict(m) => ApiError::new(actix_web::http::StatusCode::CONFLICT, "account_exists", m),
             other => other.into(),
         })?;
-    Ok(HttpResponse::Created().json(json!({
-        "id": account.id,
-        "name": account.name,
-        "created_at": rfc3339(account.created_at),
-        "api_key": key.secret,
-        "key_id": key.id,
-    })))
+    Ok(HttpResponse::Created().json(AccountCreated {
+        id: account.id,
+        name: account.name,
+        created_at: rfc3339(account.created_at),
+        api_key: key.secret,
+        key_id: key.id,
+    }))
 }
 
+/// Lists accounts.
+#[utoipa::path(get, path = "/v1/accounts", operation_id = "list_accounts", tag = "accounts", security(("bearer" = []), ("basic" = [])),
+    responses((status = 200, body = AccountList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list(_: OperatorAuth, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let store = state(&req).store.clone();
     let accounts = web::block(move || store.list_accounts())
         .await
         .map_err(|_| ApiError::internal())??;
-    let items: Vec<_> = accounts
-        .into_iter()
-        .map(|a| json!({"id": a.id, "name": a.name, "created_at": rfc3339(a.created_at)}))
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "accounts": items })))
+    Ok(HttpResponse::Ok().json(AccountList {
+        accounts: accounts.into_iter().map(AccountView::from).collect(),
+    }))
 }
 
+/// Creates another API key for an account.
+#[utoipa::path(post, path = "/v1/accounts/{id}/keys", operation_id = "create_key", tag = "accounts", security(("bearer" = []), ("basic" = [])),
+    params(("id" = i64, Path, description = "Account id")),
+    responses(
+        (status = 201, body = KeyCreated),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ))]
 pub async fn create_key(_: OperatorAuth, req: HttpRequest, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let store = state(&req).store.clone();
@@ -70,9 +144,19 @@ pub async fn create_key(_: OperatorAuth, req: HttpRequest, path: web::Path<i64>)
         .await
         .map_err(|_| ApiError::internal())?
         .map_err(account_not_found)?;
-    Ok(HttpResponse::Created().json(json!({"id": key.id, "key": key.secret})))
+    Ok(HttpResponse::Created().json(KeyCreated {
+        id: key.id,
+        key: key.secret,
+    }))
 }
 
+/// Lists an account's keys (never their secrets).
+#[utoipa::path(get, path = "/v1/accounts/{id}/keys", operation_id = "list_keys", tag = "accounts", security(("bearer" = []), ("basic" = [])),
+    params(("id" = i64, Path, description = "Account id")),
+    responses(
+        (status = 200, body = KeyList),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ))]
 pub async fn list_keys(_: OperatorAuth, req: HttpRequest, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let store = state(&req).store.clone();
@@ -80,20 +164,27 @@ pub async fn list_keys(_: OperatorAuth, req: HttpRequest, path: web::Path<i64>) 
         .await
         .map_err(|_| ApiError::internal())?
         .map_err(account_not_found)?;
-    let items: Vec<_> = keys
-        .into_iter()
-        .map(|k| {
-            json!({
-                "id": k.id,
-                "prefix": k.prefix,
-                "created_at": rfc3339(k.created_at),
-                "revoked_at": k.revoked_at.map(rfc3339),
+    Ok(HttpResponse::Ok().json(KeyList {
+        keys: keys
+            .into_iter()
+            .map(|k| KeyView {
+                id: k.id,
+                prefix: k.prefix,
+                created_at: rfc3339(k.created_at),
+                revoked_at: k.revoked_at.map(rfc3339),
             })
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "keys": items })))
+            .collect(),
+    }))
 }
 
+/// Revokes a key at once.
+#[utoipa::path(delete, path = "/v1/accounts/{id}/keys/{key_id}", operation_id = "revoke_key", tag = "accounts",
+    security(("bearer" = []), ("basic" = [])),
+    params(("id" = i64, Path, description = "Account id"), ("key_id" = String, Path, description = "Key id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ))]
 pub async fn revoke_key(
     _: OperatorAuth,
     req: HttpRequest,

@@ -4,26 +4,79 @@ use std::fmt::Write;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
 use super::extract::{read_json, state, typed, AccountAuth};
+use super::openapi::ErrorBody;
 use super::ApiError;
+use crate::domain::event::Event;
 use crate::domain::time::rfc3339;
+use crate::domain::Trigger;
 use crate::pull::FetchParams;
 use crate::store::queue::Batch;
 use crate::store::StoreError;
 
-#[derive(Debug, Default, Deserialize)]
+/// Fetch parameters; all optional.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct FetchBody {
+pub struct FetchBody {
+    /// Most events in the batch (1..10000, default 1000).
+    #[schema(minimum = 1, maximum = 10000)]
     size: Option<i64>,
+    /// The reader (default "default"). The same consumer gets its open batch again.
+    #[schema(max_length = 100, pattern = "^[A-Za-z0-9._:@-]+$")]
     consumer: Option<String>,
+    /// Only these triggers (default: all).
+    #[schema(value_type = Option<Vec<Trigger>>)]
     triggers: Option<Vec<String>>,
+    /// Lease length (1..43200, default 300).
+    #[schema(minimum = 1, maximum = 43200)]
     lease_seconds: Option<i64>,
+    /// Long poll: wait up to this long for events when none are pending (0..20).
+    #[schema(minimum = 0, maximum = 20)]
     wait_seconds: Option<f64>,
 }
 
+/// A batch. An empty queue gives `batch_id: null` and no events.
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+pub struct BatchView {
+    batch_id: Option<String>,
+    #[schema(nullable = false)]
+    consumer: Option<String>,
+    expires_at: Option<String>,
+    /// Events still pending after this batch (exact up to 10,000, then capped).
+    remaining: i64,
+    count: usize,
+    /// Oldest first.
+    events: Vec<Event>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MarkedRead {
+    pub batch_id: String,
+    /// Events deleted by this call (0 when the batch was already read).
+    pub deleted: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Released {
+    pub batch_id: String,
+    /// Events returned to the queue by this call.
+    pub released: i64,
+}
+
+/// Fetches a batch of the oldest pending events and leases it.
+#[utoipa::path(post, path = "/v1/batches", operation_id = "fetch_batch", tag = "pull", request_body(content = Option<FetchBody>),
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 200, body = BatchView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
 pub async fn fetch(
     AccountAuth(account): AccountAuth,
     req: HttpRequest,
@@ -90,6 +143,15 @@ fn batch_error(e: StoreError) -> ApiError {
     }
 }
 
+/// Marks a batch read: its events are deleted. Idempotent.
+#[utoipa::path(post, path = "/v1/batches/{id}/read", operation_id = "mark_batch_read", tag = "pull", security(("bearer" = []), ("basic" = [])),
+    params(("id" = String, Path, description = "Batch id")),
+    responses(
+        (status = 200, body = MarkedRead),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "Released, or expired and handed to another batch", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
 pub async fn mark_read(
     AccountAuth(account): AccountAuth,
     req: HttpRequest,
@@ -101,9 +163,17 @@ pub async fn mark_read(
         .mark_read(account.id, id.clone())
         .await
         .map_err(batch_error)?;
-    Ok(HttpResponse::Ok().json(json!({"batch_id": id, "deleted": deleted})))
+    Ok(HttpResponse::Ok().json(MarkedRead { batch_id: id, deleted }))
 }
 
+/// Releases a batch: its events return to the queue at once.
+#[utoipa::path(post, path = "/v1/batches/{id}/release", operation_id = "release_batch", tag = "pull", security(("bearer" = []), ("basic" = [])),
+    params(("id" = String, Path, description = "Batch id")),
+    responses(
+        (status = 200, body = Released),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "Already marked read", body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
 pub async fn release(
     AccountAuth(account): AccountAuth,
     req: HttpRequest,
@@ -115,5 +185,5 @@ pub async fn release(
         .release(account.id, id.clone())
         .await
         .map_err(batch_error)?;
-    Ok(HttpResponse::Ok().json(json!({"batch_id": id, "released": released})))
+    Ok(HttpResponse::Ok().json(Released { batch_id: id, released }))
 }

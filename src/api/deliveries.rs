@@ -3,10 +3,12 @@
 //! `POST /v1/deliveries/retry` (every dead delivery of a trigger).
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{read_json, state, typed, AccountAuth};
+use super::openapi::ErrorBody;
 use super::ApiError;
 use crate::domain::time::{parse_rfc3339, rfc3339};
 use crate::domain::Trigger;
@@ -16,15 +18,78 @@ use crate::store::StoreError;
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
 
-#[derive(Debug, Deserialize)]
+/// Filters and paging of the attempt log.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only this trigger's deliveries.
     trigger: Option<String>,
+    /// pending, delivered or dead.
     status: Option<String>,
+    /// Created at or after (RFC 3339).
     since: Option<String>,
+    /// Created before (RFC 3339).
     until: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// 1..1000, default 100.
     limit: Option<i64>,
+}
+
+/// One request of a delivery.
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+pub struct AttemptView {
+    attempted_at: String,
+    url: String,
+    status_code: Option<i64>,
+    latency_ms: i64,
+    error: Option<String>,
+    /// The first 1 KiB of the response body.
+    response: Option<String>,
+}
+
+/// One event to push and what became of it.
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryView {
+    id: String,
+    trigger: String,
+    event_id: String,
+    #[schema(example = "delivered")]
+    status: String,
+    attempts: i64,
+    next_attempt_at: Option<String>,
+    created_at: String,
+    updated_at: String,
+    last_status_code: Option<i64>,
+    last_error: Option<String>,
+    attempt_log: Vec<AttemptView>,
+    /// The event (GET of one delivery only).
+    #[schema(value_type = Option<Object>, nullable = false)]
+    event: Option<Value>,
+}
+
+/// A page of deliveries, newest first.
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryList {
+    deliveries: Vec<DeliveryView>,
+    next_cursor: Option<String>,
+}
+
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+pub struct RetryAnswer {
+    id: String,
+    status: String,
+}
+
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+pub struct BulkRetryAnswer {
+    retried: u64,
 }
 
 fn attempt_view(a: &AttemptRow) -> Value {
@@ -78,6 +143,14 @@ fn not_found(e: StoreError) -> ApiError {
     }
 }
 
+/// The attempt log: deliveries with their attempts, newest first.
+#[utoipa::path(get, path = "/v1/deliveries", operation_id = "list_deliveries", tag = "push",
+    security(("bearer" = []), ("basic" = [])), params(ListQuery),
+    responses(
+        (status = 200, body = DeliveryList),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
 pub async fn list(
     AccountAuth(account): AccountAuth,
     req: HttpRequest,
@@ -127,6 +200,15 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(json!({"deliveries": items, "next_cursor": next_cursor.flatten()})))
 }
 
+/// One delivery with its event and attempts.
+#[utoipa::path(get, path = "/v1/deliveries/{id}", operation_id = "get_delivery", tag = "push",
+    security(("bearer" = []), ("basic" = [])),
+    params(("id" = String, Path, description = "Delivery id")),
+    responses(
+        (status = 200, body = DeliveryView),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
 pub async fn get(
     AccountAuth(account): AccountAuth,
     req: HttpRequest,
@@ -143,6 +225,15 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(v))
 }
 
+/// Sends a delivery again now, with a fresh retry schedule.
+#[utoipa::path(post, path = "/v1/deliveries/{id}/retry", operation_id = "retry_delivery", tag = "push",
+    security(("bearer" = []), ("basic" = [])),
+    params(("id" = String, Path, description = "Delivery id")),
+    responses(
+        (status = 202, body = RetryAnswer),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "Being sent right now", body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
 pub async fn retry(
     AccountAuth(account): AccountAuth,
     req: HttpRequest,
@@ -157,13 +248,23 @@ pub async fn retry(
     Ok(HttpResponse::Accepted().json(json!({"id": id.to_string(), "status": PENDING})))
 }
 
-#[derive(Debug, Deserialize)]
+/// Which trigger's dead deliveries to send again.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BulkRetry {
+pub struct BulkRetry {
+    #[schema(example = "OPEN")]
     trigger: String,
 }
 
 /// Every dead delivery of one trigger goes back to the queue.
+#[utoipa::path(post, path = "/v1/deliveries/retry", operation_id = "retry_dead_deliveries", tag = "push",
+    request_body = BulkRetry, security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 202, body = BulkRetryAnswer),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
 pub async fn retry_dead(
     AccountAuth(account): AccountAuth,
     req: HttpRequest,

@@ -2,16 +2,81 @@
 //! `POST /v1/accounts/{id}/events` with the operator token.
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use super::extract::{read_json, state, AccountAuth, OperatorAuth};
+use super::openapi::ErrorBody;
 use super::ApiError;
 use crate::domain::event::validate_all;
 use crate::domain::time::now_ms;
+use crate::domain::Trigger;
 use crate::store::StoreError;
 
-pub const MAX_EVENTS: usize = 10_000;
+/// An event as the producer sends it (SPEC §2). Validation is all or
+/// nothing: one invalid event rejects the request, naming every offender.
+#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventInput {
+    trigger: Trigger,
+    /// When it happened (RFC 3339); default: receipt time.
+    occurred_at: Option<String>,
+    /// Email address or phone number; required except for DELIVERYSTART and DELIVERY.
+    #[schema(max_length = 320)]
+    recipient: Option<String>,
+    #[schema(max_length = 200)]
+    campaign_id: Option<String>,
+    #[schema(max_length = 200)]
+    message_id: Option<String>,
+    #[schema(max_length = 200)]
+    list_id: Option<String>,
+    #[schema(max_length = 8192)]
+    url: Option<String>,
+    #[schema(max_length = 100)]
+    bounce_type: Option<String>,
+    #[schema(max_length = 4000)]
+    bounce_reason: Option<String>,
+    /// IPv4 or IPv6 address.
+    #[schema(max_length = 45)]
+    ip: Option<String>,
+    #[schema(max_length = 2000)]
+    user_agent: Option<String>,
+    /// Idempotency key: the same (account, external_id) is stored once.
+    #[schema(max_length = 200)]
+    external_id: Option<String>,
+    /// Anything else, ≤ 64 KiB serialised.
+    #[schema(value_type = Option<Object>)]
+    data: Option<Value>,
+}
 
+/// One event, or an array of up to 10,000.
+#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum IngestBody {
+    One(Box<EventInput>),
+    Many(Vec<EventInput>),
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Ingested {
+    /// Events stored (committed before this answer).
+    pub accepted: usize,
+    /// Events dropped because their external_id was already used.
+    pub duplicates: usize,
+}
+/// Ingests events for the calling account.
+#[utoipa::path(post, path = "/v1/events", operation_id = "ingest", tag = "events", request_body = IngestBody,
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 202, description = "Committed", body = Ingested),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, description = "Invalid; `details` lists every offending index and field", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
 pub async fn ingest(
     AccountAuth(account): AccountAuth,
     req: HttpRequest,
@@ -21,6 +86,16 @@ pub async fn ingest(
     accept(&req, account.id, value).await
 }
 
+/// Ingests events for any account (operator token).
+#[utoipa::path(post, path = "/v1/accounts/{id}/events", operation_id = "ingest_for_account", tag = "events", request_body = IngestBody,
+    security(("bearer" = []), ("basic" = [])),
+    params(("id" = i64, Path, description = "Account id")),
+    responses(
+        (status = 202, description = "Committed", body = Ingested),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
 pub async fn ingest_as_operator(
     _: OperatorAuth,
     req: HttpRequest,
@@ -57,10 +132,11 @@ async fn accept(req: &HttpRequest, account_id: i64, value: Option<Value>) -> Res
             ))
         }
     };
-    if items.len() > MAX_EVENTS {
+    let max = state(req).settings.max_events_per_request;
+    if items.len() > max {
         return Err(ApiError::too_large(
             "too_many_events",
-            format!("{} events in one request; the limit is {MAX_EVENTS}", items.len()),
+            format!("{} events in one request; the limit is {max}", items.len()),
         ));
     }
     let events = validate_all(&items, now_ms()).map_err(|errs| {
@@ -69,8 +145,8 @@ async fn accept(req: &HttpRequest, account_id: i64, value: Option<Value>) -> Res
     })?;
     drop(items);
     let outcome = state(req).pull.ingest(account_id, events).await?;
-    Ok(HttpResponse::Accepted().json(json!({
-        "accepted": outcome.accepted,
-        "duplicates": outcome.duplicates,
-    })))
+    Ok(HttpResponse::Accepted().json(Ingested {
+        accepted: outcome.accepted,
+        duplicates: outcome.duplicates,
+    }))
 }

@@ -7,12 +7,53 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod metrics;
+pub mod openapi;
 pub mod queue;
 pub mod triggers;
 
 use actix_web::{web, HttpResponse};
 
 pub use error::ApiError;
+
+/// Declares the JSON routes once: registers them and lists them in
+/// [`ROUTES`], which a test compares with the OpenAPI document.
+macro_rules! json_routes {
+    ($($method:ident $path:literal => $handler:path),* $(,)?) => {
+        /// Every JSON route as (method, path template).
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        fn register(cfg: &mut web::ServiceConfig) {
+            $(cfg.route($path, web::$method().to($handler));)*
+        }
+    };
+}
+
+json_routes! {
+    get "/healthz" => health::healthz,
+    get "/readyz" => health::readyz,
+    post "/v1/accounts" => accounts::create,
+    get "/v1/accounts" => accounts::list,
+    post "/v1/accounts/{id}/keys" => accounts::create_key,
+    get "/v1/accounts/{id}/keys" => accounts::list_keys,
+    delete "/v1/accounts/{id}/keys/{key_id}" => accounts::revoke_key,
+    post "/v1/accounts/{id}/events" => events::ingest_as_operator,
+    post "/v1/events" => events::ingest,
+    post "/v1/batches" => batches::fetch,
+    post "/v1/batches/{id}/read" => batches::mark_read,
+    post "/v1/batches/{id}/release" => batches::release,
+    get "/v1/queue" => queue::status,
+    get "/v1/triggers" => triggers::list,
+    get "/v1/triggers/{trigger}" => triggers::get,
+    put "/v1/triggers/{trigger}" => triggers::put,
+    post "/v1/triggers/{trigger}/resume" => triggers::resume,
+    post "/v1/triggers/{trigger}/secret" => triggers::rotate_secret,
+    post "/v1/triggers/{trigger}/test" => triggers::test,
+    get "/v1/deliveries" => deliveries::list,
+    post "/v1/deliveries/retry" => deliveries::retry_dead,
+    get "/v1/deliveries/{id}" => deliveries::get,
+    post "/v1/deliveries/{id}/retry" => deliveries::retry,
+}
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
@@ -22,32 +63,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .app_data(
         web::QueryConfig::default().error_handler(|err, _| ApiError::bad_request("bad_query", err.to_string()).into()),
     )
-    .route("/healthz", web::get().to(health::healthz))
-    .route("/readyz", web::get().to(health::readyz))
-    .service(
-        web::scope("/v1")
-            .route("/accounts", web::post().to(accounts::create))
-            .route("/accounts", web::get().to(accounts::list))
-            .route("/accounts/{id}/keys", web::post().to(accounts::create_key))
-            .route("/accounts/{id}/keys", web::get().to(accounts::list_keys))
-            .route("/accounts/{id}/keys/{key_id}", web::delete().to(accounts::revoke_key))
-            .route("/accounts/{id}/events", web::post().to(events::ingest_as_operator))
-            .route("/events", web::post().to(events::ingest))
-            .route("/batches", web::post().to(batches::fetch))
-            .route("/batches/{id}/read", web::post().to(batches::mark_read))
-            .route("/batches/{id}/release", web::post().to(batches::release))
-            .route("/queue", web::get().to(queue::status))
-            .route("/triggers", web::get().to(triggers::list))
-            .route("/triggers/{trigger}", web::get().to(triggers::get))
-            .route("/triggers/{trigger}", web::put().to(triggers::put))
-            .route("/triggers/{trigger}/resume", web::post().to(triggers::resume))
-            .route("/triggers/{trigger}/secret", web::post().to(triggers::rotate_secret))
-            .route("/triggers/{trigger}/test", web::post().to(triggers::test))
-            .route("/deliveries", web::get().to(deliveries::list))
-            .route("/deliveries/retry", web::post().to(deliveries::retry_dead))
-            .route("/deliveries/{id}", web::get().to(deliveries::get))
-            .route("/deliveries/{id}/retry", web::post().to(deliveries::retry)),
-    );
+    .route("/metrics", web::get().to(metrics::metrics))
+    .route("/openapi.json", web::get().to(openapi::document));
+    register(cfg);
 }
 
 /// Answer for unknown paths.

@@ -1,9 +1,12 @@
 //! Per-trigger destination configuration (SPEC §6).
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use super::extract::{read_json, state, AccountAuth};
+use super::openapi::ErrorBody;
 use super::ApiError;
 use crate::domain::event::Event;
 use crate::domain::signing::generate_secret;
@@ -43,6 +46,55 @@ fn target_error(e: TargetError) -> ApiError {
     ApiError::unprocessable(code, e.to_string())
 }
 
+/// A trigger's destination. The settings of a destination kind appear under
+/// its name (e.g. `"http": {…}`).
+#[allow(dead_code)]
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct TriggerView {
+    trigger: Trigger,
+    #[schema(value_type = String, example = "pull")]
+    destination: String,
+    #[schema(value_type = Option<Object>, nullable = false)]
+    http: Option<Value>,
+    #[schema(value_type = Option<Object>, nullable = false)]
+    email: Option<Value>,
+    #[schema(value_type = Option<Object>, nullable = false)]
+    ftp: Option<Value>,
+    /// HTTP push health (triggers that ever had an http destination):
+    /// state, consecutive_failures, paused_until, suspended_at, last_error,
+    /// last_error_at, pending, dead.
+    #[schema(value_type = Option<Object>, nullable = false)]
+    push: Option<Value>,
+    /// The signing secret, answered once by the first http configuration.
+    #[schema(nullable = false)]
+    secret: Option<String>,
+    /// Events of the history queued for delivery by the first http configuration.
+    #[schema(nullable = false)]
+    backfilled: Option<u64>,
+}
+
+/// A new configuration: `destination` is pull (default), http, email, ftp
+/// or none (events are kept in the history only).
+#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerConfigBody {
+    #[schema(example = "none")]
+    destination: Destination,
+    #[schema(value_type = Option<Object>)]
+    http: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    email: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    ftp: Option<Value>,
+}
+
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+pub struct TriggerList {
+    triggers: Vec<TriggerView>,
+}
+
 fn view(trigger: Trigger, config: &TriggerConfig) -> Value {
     let mut v = json!({"trigger": trigger.as_str(), "destination": config.destination.as_str()});
     if !config.settings.is_null() {
@@ -56,6 +108,12 @@ fn parse_trigger(raw: &str) -> Result<Trigger, ApiError> {
         .map_err(|e| ApiError::not_found("unknown_trigger", e.to_string()).with_details(json!({"valid": Trigger::ALL})))
 }
 
+/// Every trigger's destination.
+#[utoipa::path(get, path = "/v1/triggers", operation_id = "list_triggers", tag = "triggers", security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 200, body = TriggerList),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
 pub async fn list(AccountAuth(account): AccountAuth, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let store = state(&req).store.clone();
     let configs = web::block(move || store.trigger_configs(account.id))
@@ -68,6 +126,14 @@ pub async fn list(AccountAuth(account): AccountAuth, req: HttpRequest) -> Result
     Ok(HttpResponse::Ok().json(json!({ "triggers": items })))
 }
 
+/// One trigger's destination.
+#[utoipa::path(get, path = "/v1/triggers/{trigger}", operation_id = "get_trigger", tag = "triggers", security(("bearer" = []), ("basic" = [])),
+    params(("trigger" = Trigger, Path, description = "Trigger name")),
+    responses(
+        (status = 200, body = TriggerView),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "Unknown trigger (the error lists the valid ones)", body = ErrorBody),
+    ))]
 pub async fn get(
     AccountAuth(account): AccountAuth,
     req: HttpRequest,
@@ -89,6 +155,16 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(v))
 }
 
+/// Sets a trigger's destination. Events already accepted stay where they are.
+#[utoipa::path(put, path = "/v1/triggers/{trigger}", operation_id = "put_trigger", tag = "triggers", request_body = TriggerConfigBody,
+    security(("bearer" = []), ("basic" = [])),
+    params(("trigger" = Trigger, Path, description = "Trigger name")),
+    responses(
+        (status = 200, body = TriggerView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ))]
 pub async fn put(
     AccountAuth(account): AccountAuth,
     req: HttpRequest,
@@ -119,7 +195,7 @@ pub async fn put(
     check_target(&http.url, st.webhooks.allow_private())
         .await
         .map_err(target_error)?;
-    let since = now_ms() - i64::from(st.settings.push.push_backfill_days) * DAY_MS;
+    let since = now_ms() - i64::from(st.settings.history_days) * DAY_MS;
     let put = web::block(move || store.put_http_config(account.id, trigger, &saved, &generate_secret(), since))
         .await
         .map_err(|_| ApiError::internal())??;
@@ -132,7 +208,48 @@ pub async fn put(
     Ok(HttpResponse::Ok().json(v))
 }
 
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+pub struct Resumed {
+    trigger: Trigger,
+    #[schema(value_type = Option<Object>, nullable = false)]
+    push: Option<Value>,
+}
+
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+pub struct NewSecret {
+    trigger: Trigger,
+    /// `whsec_…`, shown this once.
+    secret: String,
+    /// Until then requests also carry a signature made with the previous secret.
+    previous_secret_valid_until: String,
+}
+
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+pub struct TestResult {
+    success: bool,
+    url: String,
+    status_code: Option<i64>,
+    latency_ms: i64,
+    error: Option<String>,
+    response: Option<String>,
+    /// The sample event sent.
+    #[schema(value_type = Object)]
+    event: Value,
+}
+
 /// `POST /v1/triggers/{T}/resume`: a suspended destination sends again.
+#[utoipa::path(post, path = "/v1/triggers/{trigger}/resume", operation_id = "resume_push", tag = "push",
+    security(("bearer" = []), ("basic" = [])),
+    params(("trigger" = Trigger, Path, description = "Trigger name")),
+    responses(
+        (status = 200, body = Resumed),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "Unknown trigger, or it never had an http destination", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
 pub async fn resume(
     AccountAuth(account): AccountAuth,
     req: HttpRequest,
@@ -161,6 +278,15 @@ pub async fn resume(
 const ROTATION_OVERLAP_MS: i64 = DAY_MS;
 
 /// `POST /v1/triggers/{T}/secret`: a new signing secret, shown once.
+#[utoipa::path(post, path = "/v1/triggers/{trigger}/secret", operation_id = "rotate_push_secret", tag = "push",
+    security(("bearer" = []), ("basic" = [])),
+    params(("trigger" = Trigger, Path, description = "Trigger name")),
+    responses(
+        (status = 200, body = NewSecret),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "Unknown trigger, or it never had an http destination", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
 pub async fn rotate_secret(
     AccountAuth(account): AccountAuth,
     req: HttpRequest,
@@ -186,6 +312,16 @@ pub async fn rotate_secret(
 
 /// `POST /v1/triggers/{T}/test`: sends a sample event to the configured
 /// URL now (signed like any delivery) and reports the answer.
+#[utoipa::path(post, path = "/v1/triggers/{trigger}/test", operation_id = "test_push", tag = "push",
+    security(("bearer" = []), ("basic" = [])),
+    params(("trigger" = Trigger, Path, description = "Trigger name")),
+    responses(
+        (status = 200, description = "The receiver's answer, whatever it was", body = TestResult),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The trigger's destination is not http", body = ErrorBody),
+        (status = 422, description = "The URL is now a private or unresolvable target", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
 pub async fn test(
     AccountAuth(account): AccountAuth,
     req: HttpRequest,

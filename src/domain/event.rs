@@ -12,7 +12,7 @@ pub const MAX_DATA_BYTES: usize = 64 * 1024;
 
 /// An event as stored and as handed to consumers. The stored JSON is this
 /// struct serialized once at ingest; readers pass it through untouched.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     pub id: String,
     pub trigger: Trigger,
@@ -39,6 +39,7 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub data: Option<Map<String, Value>>,
 }
 
@@ -82,7 +83,7 @@ pub struct NewEvent {
 }
 
 /// One reason one event of a request is invalid.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub index: usize,
     pub field: String,

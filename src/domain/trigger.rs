@@ -146,6 +146,18 @@ impl<'de> serde::Deserialize<'de> for Trigger {
     }
 }
 
+impl utoipa::PartialSchema for Trigger {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(Trigger::ALL.iter().map(|t| t.as_str())))
+            .description(Some("Event kind; upper case on output, any case accepted on input"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Trigger {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

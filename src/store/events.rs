@@ -9,7 +9,7 @@ use super::push::{NewDelivery, PENDING};
 use super::schema::{deliveries, events, pull_queue};
 use super::triggers::{load_config_rows, to_map};
 use super::{Store, StoreError};
-use crate::domain::{Destination, NewEvent};
+use crate::domain::{Destination, NewEvent, Trigger};
 use crate::on_conn;
 
 /// Rows per INSERT statement: well under both backends' bind limits.
@@ -35,7 +35,7 @@ struct QueueRow<'a> {
     payload: &'a str,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IngestOutcome {
     pub accepted: usize,
     pub duplicates: usize,
@@ -43,6 +43,8 @@ pub struct IngestOutcome {
     pub queued: usize,
     /// How many became HTTP push deliveries.
     pub pushed: usize,
+    /// Accepted events per trigger, for metrics.
+    pub by_trigger: Vec<(Trigger, usize)>,
 }
 
 impl Store {
@@ -78,7 +80,14 @@ impl Store {
                         None
                     };
                     let fresh = |e: &&NewEvent| inserted.as_ref().is_none_or(|s| s.contains(&e.id));
-                    let n_fresh = chunk.iter().filter(fresh).count();
+                    let mut n_fresh = 0;
+                    for e in chunk.iter().filter(fresh) {
+                        n_fresh += 1;
+                        match outcome.by_trigger.iter_mut().find(|(t, _)| *t == e.trigger) {
+                            Some((_, n)) => *n += 1,
+                            None => outcome.by_trigger.push((e.trigger, 1)),
+                        }
+                    }
                     outcome.accepted += n_fresh;
                     outcome.duplicates += chunk.len() - n_fresh;
 

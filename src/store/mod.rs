@@ -9,6 +9,7 @@ pub mod events;
 pub mod migrate;
 pub mod push;
 pub mod queue;
+pub mod retention;
 pub mod schema;
 pub mod triggers;
 
@@ -108,7 +109,7 @@ impl ManageConnection for Manager {
                 diesel::connection::SimpleConnection::batch_execute(
                     &mut c,
                     "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
-                     PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536; \
+                     PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384; \
                      PRAGMA temp_store = MEMORY;",
                 )
                 .map_err(r2d2::Error::QueryError)?;

@@ -1,13 +1,13 @@
 //! The pull queue: fetch (claim) a batch, mark it read, release it, status.
 //!
-//! Design (see docs/ARCHITECTURE.md): a queued event is one row, inserted at
-//! ingest and deleted when its batch is marked read. A fetch claims the
-//! oldest unleased rows by setting `batch_id` and `lease_until` on them (no
-//! index covers either, so on PostgreSQL the update is HOT) and records the
-//! batch (consumer, lease, seq range, count) in `batches`. A row is
-//! available when it has no lease or its lease has run out, so an expired
-//! batch's events return to the queue without any sweeper. Acknowledge and
-//! release are one statement each over the batch's seq range.
+//! Design (see docs/ARCHITECTURE.md): a queued event is one row of
+//! `pull_queue`, inserted at ingest and deleted when its batch is marked
+//! read; it is never updated. A batch is one row of `batches` that lists
+//! its events' seqs and carries the lease. An event is available when no
+//! open, unexpired batch lists it, so an expired batch's events return to
+//! the queue without any sweeper and a release is a change of one row.
+//! Claims of one account are serialised (PostgreSQL: an advisory lock;
+//! SQLite: the single writer), which keeps batches disjoint.
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text};
@@ -18,9 +18,10 @@ use crate::domain::time::now_ms;
 use crate::domain::Trigger;
 use crate::on_conn;
 
-/// `remaining` is counted exactly up to this many events, so that a fetch
-/// on a queue of millions stays as fast as on a short one.
-pub const REMAINING_CAP: i64 = 100_000;
+/// `remaining` is counted exactly up to this many events (one more full
+/// batch), so that a fetch on a queue of millions stays as fast as on a
+/// short one. `GET /v1/queue` counts everything.
+pub const REMAINING_CAP: i64 = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct FetchRequest {
@@ -40,6 +41,8 @@ pub struct Batch {
     pub payloads: Vec<String>,
     /// Events still available after this batch (capped at [`REMAINING_CAP`]).
     pub remaining: i64,
+    /// False when this is the consumer's open batch handed out again.
+    pub fresh: bool,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -50,8 +53,13 @@ struct BatchRow {
     state: String,
     expires_at: i64,
     event_count: i64,
-    min_seq: i64,
-    max_seq: i64,
+    seqs: String,
+}
+
+impl BatchRow {
+    fn members(&self) -> Vec<i64> {
+        serde_json::from_str(&self.seqs).unwrap_or_default()
+    }
 }
 
 #[derive(QueryableByName)]
@@ -83,65 +91,92 @@ struct TriggerCount {
 const OPEN: &str = "open";
 const READ: &str = "read";
 const RELEASED: &str = "released";
+/// A batch whose lease ran out before it was closed (set by maintenance;
+/// handled exactly like an open batch past its lease).
+const EXPIRED: &str = "expired";
 
-/// SQL condition: the row belongs to the account, is not leased, and (if
-/// asked) is of one of the triggers. Only integers and trigger names (a
-/// closed set) are spliced in; client strings are always bound.
-fn available(account_id: i64, now: i64, triggers: &Option<Vec<Trigger>>) -> String {
-    let mut sql = format!("account_id = {account_id} AND (lease_until IS NULL OR lease_until <= {now})");
+/// SQL yielding the seqs listed by the account's open, unexpired batches.
+/// Only integers are spliced into queue SQL; client strings are bound.
+pub(super) fn leased_sql(conn: &DbConn, account_id: i64, now: i64) -> String {
+    match conn {
+        DbConn::Pg(_) => format!(
+            "SELECT jsonb_array_elements_text(seqs::jsonb)::bigint FROM batches \
+             WHERE account_id = {account_id} AND state = 'open' AND expires_at > {now}"
+        ),
+        DbConn::Sqlite(_) => format!(
+            "SELECT j.value FROM batches b, json_each(b.seqs) j \
+             WHERE b.account_id = {account_id} AND b.state = 'open' AND b.expires_at > {now}"
+        ),
+    }
+}
+
+/// SQL condition "seq is one of these".
+fn seq_in(conn: &DbConn, seqs: &[i64]) -> String {
+    let list = seqs.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    match conn {
+        DbConn::Pg(_) => format!("seq = ANY('{{{list}}}'::bigint[])"),
+        DbConn::Sqlite(_) => format!("seq IN ({list})"),
+    }
+}
+
+/// SQL condition: the account's events (of some triggers) that no open batch holds.
+fn available(conn: &DbConn, account_id: i64, now: i64, triggers: &Option<Vec<Trigger>>) -> String {
+    let mut sql = format!("account_id = {account_id}");
     if let Some(ts) = triggers {
         let list: Vec<String> = ts.iter().map(|t| format!("'{}'", t.as_str())).collect();
         sql.push_str(&format!(" AND trigger IN ({})", list.join(",")));
     }
+    sql.push_str(&format!(" AND seq NOT IN ({})", leased_sql(conn, account_id, now)));
     sql
 }
 
-fn claim(conn: &mut DbConn, cond: &str, limit: i64, batch_id: &str, lease_until: i64) -> QueryResult<Vec<Claimed>> {
-    match conn {
-        // Select the ids first (a CTE, so LIMIT bounds what is locked), skip
-        // rows another fetch is claiming, then mark them in one statement.
-        DbConn::Pg(c) => diesel::sql_query(format!(
-            "WITH c AS (SELECT seq FROM pull_queue WHERE {cond} ORDER BY seq LIMIT {limit} \
-             FOR UPDATE SKIP LOCKED) \
-             UPDATE pull_queue q SET batch_id = '{batch_id}', lease_until = {lease_until} \
-             FROM c WHERE q.account_id = {acc} AND q.seq = c.seq RETURNING q.seq, q.payload",
-            acc = cond_account(cond)
-        ))
-        .load(c),
-        // SQLite has one writer at a time (BEGIN IMMEDIATE): no locking needed.
-        DbConn::Sqlite(c) => diesel::sql_query(format!(
-            "UPDATE pull_queue SET batch_id = '{batch_id}', lease_until = {lease_until} \
-             WHERE seq IN (SELECT seq FROM pull_queue WHERE {cond} ORDER BY seq LIMIT {limit}) \
-             RETURNING seq, payload"
-        ))
-        .load(c),
-    }
-}
-
-/// The account id spliced at the head of an [`available`] condition.
-fn cond_account(cond: &str) -> &str {
-    cond.trim_start_matches("account_id = ")
-        .split_whitespace()
-        .next()
-        .unwrap_or("0")
-}
-
-fn count_available(conn: &mut DbConn, cond: &str) -> QueryResult<i64> {
-    let sql = format!("SELECT COUNT(*) AS n FROM (SELECT 1 FROM pull_queue WHERE {cond} LIMIT {REMAINING_CAP}) t");
-    let rows: Vec<Count> = on_conn!(conn, |c| diesel::sql_query(&sql).load(c))?;
+fn count(conn: &mut DbConn, sql: &str) -> QueryResult<i64> {
+    let rows: Vec<Count> = on_conn!(conn, |c| diesel::sql_query(sql).load(c))?;
     Ok(rows.first().map(|r| r.n).unwrap_or(0))
 }
 
-/// Serialises fetches of one consumer of one account across nodes, so that
-/// two concurrent fetches of the same consumer cannot open two batches.
-fn lock_consumer(conn: &mut DbConn, account_id: i64, consumer: &str) -> QueryResult<()> {
+fn load_payloads(conn: &mut DbConn, sql: &str) -> QueryResult<Vec<Claimed>> {
+    on_conn!(conn, |c| diesel::sql_query(sql).load(c))
+}
+
+/// Serialises claims of one account across connections and nodes (SQLite
+/// needs nothing: its writes are serialised already).
+fn lock_account(conn: &mut DbConn, account_id: i64) -> QueryResult<()> {
     if let DbConn::Pg(c) = conn {
-        diesel::sql_query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
-            .bind::<diesel::sql_types::Integer, _>((account_id % i64::from(i32::MAX)) as i32)
-            .bind::<Text, _>(consumer)
-            .execute(c)?;
+        // The two-key form: its key space is separate from the migration lock.
+        diesel::sql_query(format!(
+            "SELECT pg_advisory_xact_lock(3710, {})",
+            account_id.rem_euclid(i64::from(i32::MAX))
+        ))
+        .execute(c)?;
     }
     Ok(())
+}
+
+fn find_batch(conn: &mut DbConn, account_id: i64, batch_id: &str) -> StoreResult<BatchRow> {
+    on_conn!(conn, |c| batches::table
+        .filter(batches::account_id.eq(account_id))
+        .filter(batches::id.eq(batch_id))
+        .select(BatchRow::as_select())
+        .first(c)
+        .optional())?
+    .ok_or(StoreError::NotFound)
+}
+
+/// Records that a batch was marked read or released, and how many events
+/// that touched; its member list is no longer needed.
+fn close(conn: &mut DbConn, account_id: i64, id: &str, state: &str, n: i64) -> QueryResult<usize> {
+    on_conn!(conn, |c| diesel::update(
+        batches::table
+            .filter(batches::account_id.eq(account_id))
+            .filter(batches::id.eq(id)),
+    )
+    .set((
+        batches::state.eq(state),
+        batches::closed_count.eq(n),
+        batches::seqs.eq("[]"),
+    ))
+    .execute(c))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,28 +204,16 @@ pub struct QueueStatus {
     pub open_batches: Vec<OpenBatch>,
 }
 
-/// Records that a batch was marked read or released, and how many events
-/// that touched.
-macro_rules! close_batch {
-    ($c:expr, $account_id:expr, $id:expr, $state:expr, $n:expr) => {
-        diesel::update(
-            batches::table
-                .filter(batches::account_id.eq($account_id))
-                .filter(batches::id.eq($id)),
-        )
-        .set((batches::state.eq($state), batches::closed_count.eq($n)))
-        .execute($c)
-    };
-}
-
 impl Store {
     /// Claims a batch for a consumer, or returns the consumer's open batch
     /// again. `Ok(None)` when nothing is pending.
     pub fn fetch_batch(&self, account_id: i64, req: &FetchRequest) -> StoreResult<Option<Batch>> {
         let now = now_ms();
-        let cond = available(account_id, now, &req.triggers);
         self.write(|conn| {
-            lock_consumer(conn, account_id, &req.consumer)?;
+            lock_account(conn, account_id)?;
+            let cond = available(conn, account_id, now, &req.triggers);
+            let remaining_sql =
+                format!("SELECT COUNT(*) AS n FROM (SELECT 1 FROM pull_queue WHERE {cond} LIMIT {REMAINING_CAP}) t");
             let open: Option<BatchRow> = on_conn!(&mut *conn, |c| batches::table
                 .filter(batches::account_id.eq(account_id))
                 .filter(batches::consumer.eq(&req.consumer))
@@ -201,32 +224,33 @@ impl Store {
                 .first(c)
                 .optional())?;
             if let Some(b) = open {
-                let payloads: Vec<String> = on_conn!(&mut *conn, |c| pull_queue::table
-                    .filter(pull_queue::account_id.eq(account_id))
-                    .filter(pull_queue::seq.between(b.min_seq, b.max_seq))
-                    .filter(pull_queue::batch_id.eq(&b.id))
-                    .order(pull_queue::seq)
-                    .select(pull_queue::payload)
-                    .load(c))?;
-                let remaining = count_available(conn, &cond)?;
+                let sql = format!(
+                    "SELECT seq, payload FROM pull_queue WHERE account_id = {account_id} AND {} ORDER BY seq",
+                    seq_in(conn, &b.members())
+                );
+                let rows = load_payloads(conn, &sql)?;
                 return Ok(Some(Batch {
                     id: b.id,
                     consumer: b.consumer,
                     expires_at_ms: b.expires_at,
-                    payloads,
-                    remaining,
+                    payloads: rows.into_iter().map(|r| r.payload).collect(),
+                    remaining: count(conn, &remaining_sql)?,
+                    fresh: false,
                 }));
             }
 
-            let id = uuid::Uuid::now_v7().to_string();
-            let expires_at = now + req.lease_ms;
-            let mut rows = claim(conn, &cond, req.size, &id, expires_at)?;
+            let sql = format!(
+                "SELECT seq, payload FROM pull_queue WHERE {cond} ORDER BY seq LIMIT {}",
+                req.size
+            );
+            let rows = load_payloads(conn, &sql)?;
             if rows.is_empty() {
                 return Ok(None);
             }
-            rows.sort_unstable_by_key(|r| r.seq);
-            let (min_seq, max_seq) = (rows[0].seq, rows[rows.len() - 1].seq);
-            let event_count = rows.len() as i64;
+            let id = uuid::Uuid::now_v7().to_string();
+            let expires_at = now + req.lease_ms;
+            let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+            let members = serde_json::to_string(&seqs).expect("integers serialize");
             on_conn!(&mut *conn, |c| diesel::insert_into(batches::table)
                 .values((
                     batches::account_id.eq(account_id),
@@ -235,18 +259,17 @@ impl Store {
                     batches::state.eq(OPEN),
                     batches::created_at.eq(now),
                     batches::expires_at.eq(expires_at),
-                    batches::event_count.eq(event_count),
-                    batches::min_seq.eq(min_seq),
-                    batches::max_seq.eq(max_seq),
+                    batches::event_count.eq(rows.len() as i64),
+                    batches::seqs.eq(&members),
                 ))
                 .execute(c))?;
-            let remaining = count_available(conn, &cond)?;
             Ok(Some(Batch {
                 id,
                 consumer: req.consumer.clone(),
                 expires_at_ms: expires_at,
                 payloads: rows.into_iter().map(|r| r.payload).collect(),
-                remaining,
+                remaining: count(conn, &remaining_sql)?,
+                fresh: true,
             }))
         })
     }
@@ -255,87 +278,139 @@ impl Store {
     pub fn mark_read(&self, account_id: i64, batch_id: &str) -> StoreResult<i64> {
         let now = now_ms();
         self.write(|conn| {
-            on_conn!(conn, |c| {
-                let b: BatchRow = batches::table
-                    .filter(batches::account_id.eq(account_id))
-                    .filter(batches::id.eq(batch_id))
-                    .select(BatchRow::as_select())
-                    .first(c)
-                    .optional()?
-                    .ok_or(StoreError::NotFound)?;
-                match b.state.as_str() {
-                    READ => return Ok(0),
-                    RELEASED => {
-                        return Err(StoreError::Conflict(
-                            "the batch was released; its events went back to the queue".into(),
-                        ))
-                    }
-                    _ => {}
+            lock_account(conn, account_id)?;
+            let b = find_batch(conn, account_id, batch_id)?;
+            match b.state.as_str() {
+                READ => return Ok(0),
+                RELEASED => {
+                    return Err(StoreError::Conflict(
+                        "the batch was released; its events went back to the queue".into(),
+                    ))
                 }
-                let mine = pull_queue::table
-                    .filter(pull_queue::account_id.eq(account_id))
-                    .filter(pull_queue::seq.between(b.min_seq, b.max_seq))
-                    .filter(pull_queue::batch_id.eq(&b.id));
-                if b.expires_at <= now {
-                    let still: i64 = mine.count().get_result(c)?;
-                    if still < b.event_count {
-                        return Err(StoreError::Conflict(format!(
-                            "the batch's lease expired and {} of its {} events were handed to another batch; \
+                _ => {}
+            }
+            let members = b.members();
+            let mine = format!("account_id = {account_id} AND {}", seq_in(conn, &members));
+            if b.expires_at <= now {
+                // Past its lease, its events may have gone to another batch
+                // (open now, or already read and deleted).
+                let still = count(conn, &format!("SELECT COUNT(*) AS n FROM pull_queue WHERE {mine}"))?;
+                let taken = count(
+                    conn,
+                    &format!(
+                        "SELECT COUNT(*) AS n FROM pull_queue WHERE {mine} AND seq IN ({})",
+                        leased_sql(conn, account_id, now)
+                    ),
+                )?;
+                if still < b.event_count || taken > 0 {
+                    return Err(StoreError::Conflict(format!(
+                        "the batch's lease expired and {} of its {} events were handed to another batch; \
                          nothing was deleted",
-                            b.event_count - still,
-                            b.event_count
-                        )));
-                    }
+                        (b.event_count - still + taken).min(b.event_count),
+                        b.event_count
+                    )));
                 }
-                let deleted = diesel::delete(mine).execute(c)? as i64;
-                close_batch!(c, account_id, &b.id, READ, deleted)?;
-                Ok(deleted)
-            })
+            }
+            let deleted = on_conn!(&mut *conn, |c| diesel::sql_query(format!(
+                "DELETE FROM pull_queue WHERE {mine}"
+            ))
+            .execute(c))? as i64;
+            close(conn, account_id, &b.id, READ, deleted)?;
+            Ok(deleted)
         })
     }
 
     /// Releases a batch: its events return to the queue at once.
     pub fn release(&self, account_id: i64, batch_id: &str) -> StoreResult<i64> {
+        let now = now_ms();
         self.write(|conn| {
-            on_conn!(conn, |c| {
-                let b: BatchRow = batches::table
+            lock_account(conn, account_id)?;
+            let b = find_batch(conn, account_id, batch_id)?;
+            match b.state.as_str() {
+                RELEASED => return Ok(0),
+                READ => return Err(StoreError::Conflict("the batch was already marked read".into())),
+                _ => {}
+            }
+            let members = b.members();
+            close(conn, account_id, &b.id, RELEASED, 0)?;
+            // What is available again now: its events that still exist and
+            // that no other batch took after its lease ran out.
+            let released = count(
+                conn,
+                &format!(
+                    "SELECT COUNT(*) AS n FROM pull_queue WHERE account_id = {account_id} AND {} AND seq NOT IN ({})",
+                    seq_in(conn, &members),
+                    leased_sql(conn, account_id, now)
+                ),
+            )?;
+            on_conn!(&mut *conn, |c| diesel::update(
+                batches::table
                     .filter(batches::account_id.eq(account_id))
-                    .filter(batches::id.eq(batch_id))
-                    .select(BatchRow::as_select())
-                    .first(c)
-                    .optional()?
-                    .ok_or(StoreError::NotFound)?;
-                match b.state.as_str() {
-                    RELEASED => return Ok(0),
-                    READ => return Err(StoreError::Conflict("the batch was already marked read".into())),
-                    _ => {}
+                    .filter(batches::id.eq(&b.id))
+            )
+            .set(batches::closed_count.eq(released))
+            .execute(c))?;
+            Ok(released)
+        })
+    }
+
+    /// Marks open batches whose lease ran out as expired; returns how many.
+    /// (Their events are already available again: this is bookkeeping.)
+    pub fn mark_expired_batches(&self, now: i64) -> StoreResult<u64> {
+        let n = self.write(|conn| {
+            on_conn!(conn, |c| Ok(diesel::update(
+                batches::table
+                    .filter(batches::state.eq(OPEN))
+                    .filter(batches::expires_at.le(now))
+            )
+            .set(batches::state.eq(EXPIRED))
+            .execute(c)?))
+        })?;
+        Ok(n as u64)
+    }
+
+    /// Server-wide figures for /metrics: (stored pull events, open batches,
+    /// received_at of the oldest event at the head of any account's queue).
+    pub fn queue_totals(&self, now: i64) -> StoreResult<(i64, i64, Option<i64>)> {
+        self.read(|conn| {
+            on_conn!(conn, |c| {
+                let depth: i64 = pull_queue::table.count().get_result(c)?;
+                let open: i64 = batches::table
+                    .filter(batches::state.eq(OPEN))
+                    .filter(batches::expires_at.gt(now))
+                    .count()
+                    .get_result(c)?;
+                let accounts: Vec<i64> = super::schema::accounts::table
+                    .select(super::schema::accounts::id)
+                    .load(c)?;
+                let mut oldest: Option<i64> = None;
+                for a in accounts {
+                    let head: Option<i64> = pull_queue::table
+                        .filter(pull_queue::account_id.eq(a))
+                        .order(pull_queue::seq)
+                        .select(pull_queue::received_at)
+                        .first(c)
+                        .optional()?;
+                    oldest = match (oldest, head) {
+                        (Some(x), Some(y)) => Some(x.min(y)),
+                        (x, y) => x.or(y),
+                    };
                 }
-                let released = diesel::update(
-                    pull_queue::table
-                        .filter(pull_queue::account_id.eq(account_id))
-                        .filter(pull_queue::seq.between(b.min_seq, b.max_seq))
-                        .filter(pull_queue::batch_id.eq(&b.id)),
-                )
-                .set((
-                    pull_queue::batch_id.eq(None::<String>),
-                    pull_queue::lease_until.eq(None::<i64>),
-                ))
-                .execute(c)? as i64;
-                close_batch!(c, account_id, &b.id, RELEASED, released)?;
-                Ok(released)
+                Ok((depth, open, oldest))
             })
         })
     }
 
     pub fn queue_status(&self, account_id: i64) -> StoreResult<QueueStatus> {
         let now = now_ms();
-        let sql = format!(
-            "SELECT trigger, COUNT(*) AS total, \
-             COALESCE(SUM(CASE WHEN lease_until > {now} THEN 1 ELSE 0 END), 0) AS leased, \
-             MIN(CASE WHEN lease_until IS NULL OR lease_until <= {now} THEN received_at END) AS oldest \
-             FROM pull_queue WHERE account_id = {account_id} GROUP BY trigger"
-        );
         let (counts, open) = self.read(|conn| {
+            let leased = leased_sql(conn, account_id, now);
+            let sql = format!(
+                "SELECT trigger, COUNT(*) AS total, \
+                 COALESCE(SUM(CASE WHEN seq IN ({leased}) THEN 1 ELSE 0 END), 0) AS leased, \
+                 MIN(CASE WHEN seq IN ({leased}) THEN NULL ELSE received_at END) AS oldest \
+                 FROM pull_queue WHERE account_id = {account_id} GROUP BY trigger"
+            );
             let counts: Vec<TriggerCount> = on_conn!(&mut *conn, |c| diesel::sql_query(&sql).load(c))?;
             let open: Vec<BatchRow> = on_conn!(&mut *conn, |c| batches::table
                 .filter(batches::account_id.eq(account_id))

@@ -46,8 +46,6 @@ diesel::table! {
         seq -> BigInt,
         trigger -> Text,
         received_at -> BigInt,
-        batch_id -> Nullable<Text>,
-        lease_until -> Nullable<BigInt>,
         payload -> Text,
     }
 }
@@ -61,8 +59,7 @@ diesel::table! {
         created_at -> BigInt,
         expires_at -> BigInt,
         event_count -> BigInt,
-        min_seq -> BigInt,
-        max_seq -> BigInt,
+        seqs -> Text,
         closed_count -> BigInt,
     }
 }

@@ -201,3 +201,11 @@ pub fn recipients(batch: &Value) -> Vec<String> {
         .map(|e| e["recipient"].as_str().unwrap_or("").to_string())
         .collect()
 }
+
+/// For databases made with [`fresh_database`] outside [`spawn_app`]: drops
+/// the PostgreSQL database when the returned guard goes.
+pub fn drop_pg_later(backend: Backend, db_url: &str) -> Option<impl Drop> {
+    (backend == Backend::Postgres).then(|| PgDb {
+        name: db_url.rsplit('/').next().unwrap().to_string(),
+    })
+}

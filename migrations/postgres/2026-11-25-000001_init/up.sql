@@ -38,22 +38,18 @@ CREATE TABLE events (
 CREATE UNIQUE INDEX events_external_id ON events (account_id, external_id)
     WHERE external_id IS NOT NULL;
 
--- The pull queue. Claiming a row for a batch updates only batch_id and
--- lease_until, which no index covers, so with free space on the page
--- (fillfactor) the update is HOT: no new index entries, little bloat.
--- Rows are deleted in bulk when their batch is marked read; aggressive
--- autovacuum keeps the dead tuples of that delete from piling up.
+-- The pull queue: insert-only, rows deleted when their batch is marked read
+-- (never updated: leases live in `batches`). Mark-read deletes everything it
+-- claimed, so dead tuples are constant: aggressive autovacuum vacuums them
+-- continuously instead of in rare huge passes.
 CREATE TABLE pull_queue (
     account_id BIGINT NOT NULL,
     seq BIGSERIAL NOT NULL,
     trigger TEXT NOT NULL,
     received_at BIGINT NOT NULL,
-    batch_id TEXT,
-    lease_until BIGINT,
     payload TEXT NOT NULL,
     PRIMARY KEY (account_id, seq)
-) WITH (fillfactor = 70,
-        autovacuum_vacuum_scale_factor = 0.01,
+) WITH (autovacuum_vacuum_scale_factor = 0.01,
         autovacuum_vacuum_insert_scale_factor = 0.05,
         autovacuum_vacuum_cost_delay = 0);
 
@@ -65,8 +61,8 @@ CREATE TABLE batches (
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL,
     event_count BIGINT NOT NULL,
-    min_seq BIGINT NOT NULL,
-    max_seq BIGINT NOT NULL,
+    -- JSON array of the member seqs while the batch is open; [] once closed.
+    seqs TEXT NOT NULL,
     closed_count BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (account_id, id)
 ) WITH (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.05);

@@ -39,15 +39,13 @@ CREATE TABLE events (
 CREATE UNIQUE INDEX events_external_id ON events (account_id, external_id)
     WHERE external_id IS NOT NULL;
 
--- The pull queue: rows are inserted at ingest, claimed by a batch (batch_id,
--- lease_until: neither is indexed) and deleted when the batch is marked read.
+-- The pull queue: rows are inserted at ingest and deleted when their batch is
+-- marked read; never updated (leases live in `batches`).
 CREATE TABLE pull_queue (
     seq INTEGER PRIMARY KEY,
     account_id BIGINT NOT NULL,
     trigger TEXT NOT NULL,
     received_at BIGINT NOT NULL,
-    batch_id TEXT,
-    lease_until BIGINT,
     payload TEXT NOT NULL
 );
 CREATE INDEX pull_queue_account_seq ON pull_queue (account_id, seq);
@@ -60,8 +58,8 @@ CREATE TABLE batches (
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL,
     event_count BIGINT NOT NULL,
-    min_seq BIGINT NOT NULL,
-    max_seq BIGINT NOT NULL,
+    -- JSON array of the member seqs while the batch is open; [] once closed.
+    seqs TEXT NOT NULL,
     closed_count BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (account_id, id)
 );

@@ -1,0 +1,58 @@
+//! Background upkeep: history retention, optional queue expiry, and batch
+//! bookkeeping. Runs on every node; each step is idempotent and deletes in
+//! small statements, so concurrent runs only share the work.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::domain::time::now_ms;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreResult};
+
+/// Rows per delete statement.
+const PRUNE_CHUNK: i64 = 5_000;
+/// Closed batches are remembered this long (mark-read stays idempotent).
+const BATCH_MEMORY_MS: i64 = 7 * 24 * 3600 * 1000;
+
+#[derive(Debug, Clone)]
+pub struct Retention {
+    pub history: Duration,
+    pub queue_max_age: Option<Duration>,
+    pub interval: Duration,
+}
+
+/// One round of upkeep.
+pub fn run_once(store: &Store, metrics: &Metrics, r: &Retention) -> StoreResult<()> {
+    let now = now_ms();
+    let pruned = store.prune_history(now - r.history.as_millis() as i64, PRUNE_CHUNK)?;
+    metrics.history_pruned.inc_by(pruned);
+    if let Some(age) = r.queue_max_age {
+        let expired = store.expire_queue(now - age.as_millis() as i64, now, PRUNE_CHUNK)?;
+        if expired > 0 {
+            tracing::warn!(expired, "unread pull events deleted for exceeding --queue-max-age");
+        }
+        metrics.queue_expired.inc_by(expired);
+    }
+    let expired_batches = store.mark_expired_batches(now)?;
+    metrics.batches.with_label_values(&["expired"]).inc_by(expired_batches);
+    store.prune_batches(now - BATCH_MEMORY_MS)?;
+    Ok(())
+}
+
+/// Runs [`run_once`] every `interval` until `shutdown` turns true.
+pub async fn run(store: Store, metrics: Arc<Metrics>, r: Retention, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(r.interval) => {}
+            _ = shutdown.changed() => return,
+        }
+        let (s, m, rr) = (store.clone(), metrics.clone(), r.clone());
+        match tokio::task::spawn_blocking(move || run_once(&s, &m, &rr)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "maintenance round failed; will retry"),
+            Err(e) => tracing::warn!(error = %e, "maintenance round panicked"),
+        }
+    }
+}
