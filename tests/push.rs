@@ -565,7 +565,9 @@ async fn form_and_get_encodings(b: Backend) {
 /// Verifies a captured request with the Standard Webhooks reference library
 /// (Python `standardwebhooks`, installed in .venv by .ci/run).
 async fn signature_verifies_with_the_reference_library(b: Backend) {
-    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let python = std::env::var_os("EVENTD_INTEROP_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
     let has_lib = python.exists()
         && std::process::Command::new(&python)
             .args(["-c", "import standardwebhooks"])
