@@ -48,7 +48,9 @@ impl Application {
         let listener = TcpListener::bind(&settings.listen).with_context(|| format!("binding {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let worker_config = WorkerConfig::from_settings(&settings.push).context("push settings")?;
+        let metrics = Arc::new(Metrics::new());
+        let mut worker_config = WorkerConfig::from_settings(&settings.push).context("push settings")?;
+        worker_config.outcomes = Some(metrics.deliveries.clone());
         let webhooks = webhooks_of(&settings.push)?;
         let worker = if settings.no_worker {
             None
@@ -56,7 +58,6 @@ impl Application {
             Some(PushWorker::spawn(store.clone(), webhooks.clone(), worker_config)?)
         };
         let settings = Arc::new(settings);
-        let metrics = Arc::new(Metrics::new());
         tokio::spawn(maintenance::run(
             store.clone(),
             metrics.clone(),

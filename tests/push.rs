@@ -298,6 +298,19 @@ async fn delivers_signed_json_and_logs_attempts(b: Backend) {
     let t = get_json(&app, &key, "/v1/triggers/OPEN").await;
     assert_eq!(t["push"]["state"], "active");
     assert_eq!(t["push"]["pending"], 0);
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"eventd_deliveries_total{outcome="success"} 3"#),
+        "{metrics}"
+    );
 }
 
 async fn retries_then_succeeds(b: Backend) {

@@ -35,7 +35,7 @@ const PRUNE_LIMIT: i64 = 10_000;
 /// Destinations looked at per round.
 const DUE_LIMIT: i64 = 1000;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WorkerConfig {
     pub schedule_ms: Vec<i64>,
     pub suspend_after: i64,
@@ -46,6 +46,8 @@ pub struct WorkerConfig {
     pub stop_grace: Duration,
     /// Finished deliveries older than this are pruned.
     pub log_retention: Duration,
+    /// Counts deliveries per request outcome (`eventd_deliveries_total`).
+    pub outcomes: Option<prometheus::IntCounterVec>,
 }
 
 impl WorkerConfig {
@@ -62,6 +64,7 @@ impl WorkerConfig {
             per_destination: s.push_destination_concurrency as usize,
             stop_grace: parse_duration(&s.push_stop_grace)?,
             log_retention: parse_duration(&s.push_log_retention)?,
+            outcomes: None,
         })
     }
 }
@@ -225,6 +228,7 @@ async fn run(store: Store, webhooks: Webhooks, config: WorkerConfig, mut stop: w
             for chunk in claim.rows.chunks(size) {
                 st.outstanding.fetch_add(1, Ordering::Relaxed);
                 let chunk = chunk.to_vec();
+                let outcomes = config.outcomes.clone();
                 let (st, global, settings, secret, webhooks, tx, stop, dest) = (
                     st.clone(),
                     global.clone(),
@@ -281,6 +285,18 @@ async fn run(store: Store, webhooks: Webhooks, config: WorkerConfig, mut stop: w
                             kind,
                         }
                     };
+                    if let Some(counter) = &outcomes {
+                        let label = match outcome.kind {
+                            OutcomeKind::Success => "success",
+                            OutcomeKind::Failure => "failure",
+                            OutcomeKind::RetryAfter(_) => "retry_after",
+                            OutcomeKind::Gone => "gone",
+                            OutcomeKind::Released => "released",
+                        };
+                        counter
+                            .with_label_values(&[label])
+                            .inc_by(outcome.deliveries.len() as u64);
+                    }
                     let _ = tx.send(outcome);
                     st.outstanding.fetch_sub(1, Ordering::Relaxed);
                 });
