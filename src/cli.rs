@@ -51,6 +51,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let app = Application::build(settings).await?;
             app.run_until_stopped().await?;
         }
+        Command::Worker(settings) => {
+            init_tracing(settings.log_format);
+            crate::startup::run_worker(settings).await?;
+        }
         Command::Migrate(db) => {
             init_tracing(LogFormat::Text);
             let store = Store::connect(&db.database_url, 1)?;

@@ -16,8 +16,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the HTTP API (JSON, SOAP).
+    /// Run the HTTP API (JSON, SOAP) and, unless --no-worker, the push worker.
     Serve(ServeSettings),
+    /// Run the HTTP push delivery worker only (any number, on any node).
+    Worker(WorkerSettings),
     /// Apply database migrations and exit.
     Migrate(DbSettings),
     /// Manage accounts.
@@ -115,6 +117,59 @@ pub struct ServeSettings {
     /// Most fetches allowed to long-poll at once; beyond, they answer at once.
     #[arg(long, env = "EVENTD_MAX_WAITERS", default_value_t = 10_000)]
     pub max_waiters: usize,
+    /// Do not run the push delivery worker in this process.
+    #[arg(long, env = "EVENTD_NO_WORKER")]
+    pub no_worker: bool,
+    #[command(flatten)]
+    pub push: PushSettings,
+}
+
+/// HTTP push: safety and the delivery worker.
+#[derive(Debug, Clone, Args)]
+pub struct PushSettings {
+    /// Allow push URLs that resolve to loopback, private, link-local or
+    /// multicast addresses (refused by default).
+    #[arg(long, env = "EVENTD_ALLOW_PRIVATE_TARGETS")]
+    pub allow_private_targets: bool,
+    /// Delays between tries of a delivery, as DURATION*COUNT steps
+    /// (units ms, s, m, h); when used up the delivery is dead.
+    #[arg(long, env = "EVENTD_PUSH_RETRY_SCHEDULE", default_value = "30s*10,30m*10")]
+    pub push_retry_schedule: String,
+    /// Suspend a destination after this many consecutive failed requests.
+    #[arg(long, env = "EVENTD_PUSH_SUSPEND_AFTER", default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..))]
+    pub push_suspend_after: i64,
+    /// How often the worker looks for due deliveries when idle (e.g. 500ms, 1s).
+    #[arg(long, env = "EVENTD_PUSH_POLL_INTERVAL", default_value = "250ms")]
+    pub push_poll_interval: String,
+    /// On shutdown, how long requests in flight may take to finish before
+    /// their deliveries are given back (e.g. 30s).
+    #[arg(long, env = "EVENTD_PUSH_STOP_GRACE", default_value = "30s")]
+    pub push_stop_grace: String,
+    /// Requests in flight per worker process, over all destinations.
+    #[arg(long, env = "EVENTD_PUSH_CONCURRENCY", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub push_concurrency: u32,
+    /// Requests in flight per destination (trigger of an account) per worker process.
+    #[arg(long, env = "EVENTD_PUSH_DESTINATION_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub push_destination_concurrency: u32,
+    /// Source address of outgoing push connections (so receivers can allow-list it).
+    #[arg(long, env = "EVENTD_PUSH_SOURCE_IP")]
+    pub push_source_ip: Option<std::net::IpAddr>,
+    /// How long delivered and dead deliveries and their attempt log are
+    /// kept (e.g. 168h); pending ones are never pruned.
+    #[arg(long, env = "EVENTD_PUSH_LOG_RETENTION", default_value = "168h")]
+    pub push_log_retention: String,
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "worker")]
+pub struct WorkerSettings {
+    #[command(flatten)]
+    pub db: DbSettings,
+    /// Log format.
+    #[arg(long, env = "EVENTD_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub push: PushSettings,
 }
 
 impl ServeSettings {

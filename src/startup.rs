@@ -14,7 +14,9 @@ use crate::config::ServeSettings;
 use crate::maintenance::{self, Retention};
 use crate::metrics::Metrics;
 use crate::pull::Pull;
+use crate::push::{PushWorker, WorkerConfig};
 use crate::store::Store;
+use crate::webhook::Webhooks;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -23,12 +25,15 @@ pub struct AppState {
     pub auth: Authenticator,
     pub pull: Pull,
     pub settings: Arc<ServeSettings>,
+    /// The outgoing HTTP client of push (for `POST /v1/triggers/{T}/test`).
+    pub webhooks: Webhooks,
 }
 
 pub struct Application {
     port: u16,
     server: Server,
     shutdown: watch::Sender<bool>,
+    worker: Option<PushWorker>,
 }
 
 impl Application {
@@ -43,8 +48,16 @@ impl Application {
         let listener = TcpListener::bind(&settings.listen).with_context(|| format!("binding {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let settings = Arc::new(settings);
         let metrics = Arc::new(Metrics::new());
+        let mut worker_config = WorkerConfig::from_settings(&settings.push).context("push settings")?;
+        worker_config.outcomes = Some(metrics.deliveries.clone());
+        let webhooks = webhooks_of(&settings.push)?;
+        let worker = if settings.no_worker {
+            None
+        } else {
+            Some(PushWorker::spawn(store.clone(), webhooks.clone(), worker_config)?)
+        };
+        let settings = Arc::new(settings);
         tokio::spawn(maintenance::run(
             store.clone(),
             metrics.clone(),
@@ -61,6 +74,7 @@ impl Application {
             store,
             metrics,
             settings: settings.clone(),
+            webhooks,
         });
         let mut server = HttpServer::new(move || {
             let latency = state.metrics.http_requests.clone();
@@ -104,7 +118,12 @@ impl Application {
                 .map(|(h, _)| format!("{h}:{port}"))
                 .unwrap_or_default()
         );
-        Ok(Application { port, server, shutdown })
+        Ok(Application {
+            port,
+            server,
+            shutdown,
+            worker,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -116,6 +135,7 @@ impl Application {
         let handle = self.server.handle();
         let shutdown = self.shutdown;
         let server = self.server;
+        let worker = self.worker;
         let stopper = tokio::spawn(async move {
             wait_for_signal().await;
             // Long polls answer at once, then in-flight requests drain.
@@ -124,8 +144,33 @@ impl Application {
         });
         let r = server.await;
         stopper.abort();
+        if let Some(w) = worker {
+            w.stop().await;
+        }
         r
     }
+}
+
+/// The outgoing HTTP client of push, from the settings.
+pub fn webhooks_of(push: &crate::config::PushSettings) -> anyhow::Result<Webhooks> {
+    Webhooks::new(
+        push.allow_private_targets,
+        push.push_source_ip,
+        push.push_destination_concurrency as usize,
+    )
+    .context("building the push HTTP client")
+}
+
+/// `eventd worker`: the push worker alone, until SIGINT/SIGTERM.
+pub async fn run_worker(settings: crate::config::WorkerSettings) -> anyhow::Result<()> {
+    let store = Store::connect(&settings.db.database_url, settings.db.db_pool_size)
+        .with_context(|| format!("opening the database {}", redact(&settings.db.database_url)))?;
+    store.migrate().context("migrating the database")?;
+    let config = WorkerConfig::from_settings(&settings.push).context("push settings")?;
+    let worker = PushWorker::spawn(store, webhooks_of(&settings.push)?, config)?;
+    wait_for_signal().await;
+    worker.stop().await;
+    Ok(())
 }
 
 async fn wait_for_signal() {

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod batches;
+pub mod deliveries;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -45,6 +46,13 @@ json_routes! {
     get "/v1/triggers" => triggers::list,
     get "/v1/triggers/{trigger}" => triggers::get,
     put "/v1/triggers/{trigger}" => triggers::put,
+    post "/v1/triggers/{trigger}/resume" => triggers::resume,
+    post "/v1/triggers/{trigger}/secret" => triggers::rotate_secret,
+    post "/v1/triggers/{trigger}/test" => triggers::test,
+    get "/v1/deliveries" => deliveries::list,
+    post "/v1/deliveries/retry" => deliveries::retry_dead,
+    get "/v1/deliveries/{id}" => deliveries::get,
+    post "/v1/deliveries/{id}/retry" => deliveries::retry,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

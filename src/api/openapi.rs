@@ -7,7 +7,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{accounts, batches, events, health, queue, triggers};
+use super::{accounts, batches, deliveries, events, health, queue, triggers};
 
 /// Every error: a stable `code` and a readable `message`.
 #[derive(Serialize, ToSchema)]
@@ -78,6 +78,13 @@ impl Modify for Security {
         triggers::list,
         triggers::get,
         triggers::put,
+        triggers::resume,
+        triggers::rotate_secret,
+        triggers::test,
+        deliveries::list,
+        deliveries::get,
+        deliveries::retry,
+        deliveries::retry_dead,
     ),
     modifiers(&Security),
     tags(
@@ -85,6 +92,7 @@ impl Modify for Security {
         (name = "events", description = "Ingest"),
         (name = "pull", description = "Client pull: batches and queue status"),
         (name = "triggers", description = "Destination per trigger"),
+        (name = "push", description = "HTTP push: health, secret, test, attempt log and replay"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]

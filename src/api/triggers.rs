@@ -8,7 +8,43 @@ use utoipa::ToSchema;
 use super::extract::{read_json, state, AccountAuth};
 use super::openapi::ErrorBody;
 use super::ApiError;
+use crate::domain::event::Event;
+use crate::domain::signing::generate_secret;
+use crate::domain::time::{now_ms, rfc3339};
 use crate::domain::{Destination, DestinationError, Trigger, TriggerConfig};
+use crate::store::push::PushStatus;
+use crate::store::StoreError;
+use crate::webhook::{check_target, prepare, TargetError};
+
+const DAY_MS: i64 = 86_400_000;
+
+fn push_view(p: &PushStatus) -> Value {
+    json!({
+        "state": p.state,
+        "consecutive_failures": p.consecutive_failures,
+        "paused_until": p.paused_until.map(rfc3339),
+        "suspended_at": p.suspended_at.map(rfc3339),
+        "last_error": p.last_error,
+        "last_error_at": p.last_error_at.map(rfc3339),
+        "pending": p.pending,
+        "dead": p.dead,
+    })
+}
+
+fn no_push(trigger: Trigger) -> ApiError {
+    ApiError::not_found(
+        "no_push_destination",
+        format!("trigger {} has never had an http destination", trigger.as_str()),
+    )
+}
+
+fn target_error(e: TargetError) -> ApiError {
+    let code = match e {
+        TargetError::Private(..) => "private_target",
+        TargetError::Unresolvable(..) => "unresolvable_target",
+    };
+    ApiError::unprocessable(code, e.to_string())
+}
 
 /// A trigger's destination. The settings of a destination kind appear under
 /// its name (e.g. `"http": {…}`).
@@ -24,6 +60,17 @@ pub struct TriggerView {
     email: Option<Value>,
     #[schema(value_type = Option<Object>, nullable = false)]
     ftp: Option<Value>,
+    /// HTTP push health (triggers that ever had an http destination):
+    /// state, consecutive_failures, paused_until, suspended_at, last_error,
+    /// last_error_at, pending, dead.
+    #[schema(value_type = Option<Object>, nullable = false)]
+    push: Option<Value>,
+    /// The signing secret, answered once by the first http configuration.
+    #[schema(nullable = false)]
+    secret: Option<String>,
+    /// Events of the history queued for delivery by the first http configuration.
+    #[schema(nullable = false)]
+    backfilled: Option<u64>,
 }
 
 /// A new configuration: `destination` is pull (default), http, email, ftp
@@ -94,10 +141,18 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let trigger = parse_trigger(&path)?;
     let store = state(&req).store.clone();
-    let configs = web::block(move || store.trigger_configs(account.id))
-        .await
-        .map_err(|_| ApiError::internal())??;
-    Ok(HttpResponse::Ok().json(view(trigger, &configs.get(&trigger).cloned().unwrap_or_default())))
+    let (configs, push) = web::block(move || {
+        let configs = store.trigger_configs(account.id)?;
+        let push = store.push_status(account.id, trigger)?;
+        Ok::<_, StoreError>((configs, push))
+    })
+    .await
+    .map_err(|_| ApiError::internal())??;
+    let mut v = view(trigger, &configs.get(&trigger).cloned().unwrap_or_default());
+    if let Some(p) = push {
+        v["push"] = push_view(&p);
+    }
+    Ok(HttpResponse::Ok().json(v))
 }
 
 /// Sets a trigger's destination. Events already accepted stay where they are.
@@ -128,10 +183,205 @@ pub async fn put(
         };
         ApiError::unprocessable(code, e.to_string())
     })?;
-    let store = state(&req).store.clone();
+    let st = state(&req);
+    let store = st.store.clone();
     let saved = config.clone();
-    web::block(move || store.put_trigger_config(account.id, trigger, &saved))
+    let Some(http) = config.http() else {
+        web::block(move || store.put_trigger_config(account.id, trigger, &saved))
+            .await
+            .map_err(|_| ApiError::internal())??;
+        return Ok(HttpResponse::Ok().json(view(trigger, &config)));
+    };
+    check_target(&http.url, st.webhooks.allow_private())
+        .await
+        .map_err(target_error)?;
+    let since = now_ms() - i64::from(st.settings.history_days) * DAY_MS;
+    let put = web::block(move || store.put_http_config(account.id, trigger, &saved, &generate_secret(), since))
         .await
         .map_err(|_| ApiError::internal())??;
-    Ok(HttpResponse::Ok().json(view(trigger, &config)))
+    let mut v = view(trigger, &config);
+    if let Some(secret) = put.new_secret {
+        // Shown this once; rotate with POST /v1/triggers/{T}/secret.
+        v["secret"] = json!(secret);
+        v["backfilled"] = json!(put.backfilled);
+    }
+    Ok(HttpResponse::Ok().json(v))
+}
+
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+pub struct Resumed {
+    trigger: Trigger,
+    #[schema(value_type = Option<Object>, nullable = false)]
+    push: Option<Value>,
+}
+
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+pub struct NewSecret {
+    trigger: Trigger,
+    /// `whsec_…`, shown this once.
+    secret: String,
+    /// Until then requests also carry a signature made with the previous secret.
+    previous_secret_valid_until: String,
+}
+
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+pub struct TestResult {
+    success: bool,
+    url: String,
+    status_code: Option<i64>,
+    latency_ms: i64,
+    error: Option<String>,
+    response: Option<String>,
+    /// The sample event sent.
+    #[schema(value_type = Object)]
+    event: Value,
+}
+
+/// `POST /v1/triggers/{T}/resume`: a suspended destination sends again.
+#[utoipa::path(post, path = "/v1/triggers/{trigger}/resume", operation_id = "resume_push", tag = "push",
+    security(("bearer" = []), ("basic" = [])),
+    params(("trigger" = Trigger, Path, description = "Trigger name")),
+    responses(
+        (status = 200, body = Resumed),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "Unknown trigger, or it never had an http destination", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+pub async fn resume(
+    AccountAuth(account): AccountAuth,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let trigger = parse_trigger(&path)?;
+    let store = state(&req).store.clone();
+    let status = web::block(move || {
+        store.resume_push(account.id, trigger)?;
+        store.push_status(account.id, trigger)
+    })
+    .await
+    .map_err(|_| ApiError::internal())?
+    .map_err(|e| match e {
+        StoreError::NotFound => no_push(trigger),
+        other => other.into(),
+    })?;
+    Ok(HttpResponse::Ok().json(json!({
+        "trigger": trigger.as_str(),
+        "push": status.as_ref().map(push_view),
+    })))
+}
+
+/// After a rotation, requests carry a second signature with the previous
+/// secret for this long, so receivers can switch without losing requests.
+const ROTATION_OVERLAP_MS: i64 = DAY_MS;
+
+/// `POST /v1/triggers/{T}/secret`: a new signing secret, shown once.
+#[utoipa::path(post, path = "/v1/triggers/{trigger}/secret", operation_id = "rotate_push_secret", tag = "push",
+    security(("bearer" = []), ("basic" = [])),
+    params(("trigger" = Trigger, Path, description = "Trigger name")),
+    responses(
+        (status = 200, body = NewSecret),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "Unknown trigger, or it never had an http destination", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+pub async fn rotate_secret(
+    AccountAuth(account): AccountAuth,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let trigger = parse_trigger(&path)?;
+    let store = state(&req).store.clone();
+    let secret = generate_secret();
+    let shown = secret.clone();
+    web::block(move || store.rotate_secret(account.id, trigger, &secret, ROTATION_OVERLAP_MS))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(|e| match e {
+            StoreError::NotFound => no_push(trigger),
+            other => other.into(),
+        })?;
+    Ok(HttpResponse::Ok().json(json!({
+        "trigger": trigger.as_str(),
+        "secret": shown,
+        "previous_secret_valid_until": rfc3339(now_ms() + ROTATION_OVERLAP_MS),
+    })))
+}
+
+/// `POST /v1/triggers/{T}/test`: sends a sample event to the configured
+/// URL now (signed like any delivery) and reports the answer.
+#[utoipa::path(post, path = "/v1/triggers/{trigger}/test", operation_id = "test_push", tag = "push",
+    security(("bearer" = []), ("basic" = [])),
+    params(("trigger" = Trigger, Path, description = "Trigger name")),
+    responses(
+        (status = 200, description = "The receiver's answer, whatever it was", body = TestResult),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The trigger's destination is not http", body = ErrorBody),
+        (status = 422, description = "The URL is now a private or unresolvable target", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+pub async fn test(
+    AccountAuth(account): AccountAuth,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let trigger = parse_trigger(&path)?;
+    let st = state(&req);
+    let store = st.store.clone();
+    let (configs, secret) = web::block(move || {
+        let configs = store.trigger_configs(account.id)?;
+        let secret = store.push_secrets(account.id, trigger)?;
+        Ok::<_, StoreError>((configs, secret))
+    })
+    .await
+    .map_err(|_| ApiError::internal())??;
+    let config = configs.get(&trigger).cloned().unwrap_or_default();
+    let (Some(settings), Some(secret)) = (config.http(), secret) else {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::CONFLICT,
+            "not_http",
+            format!(
+                "trigger {} has destination '{}'; configure an http destination first",
+                trigger.as_str(),
+                config.destination
+            ),
+        ));
+    };
+    debug_assert_eq!(config.destination, Destination::Http);
+    check_target(&settings.url, st.webhooks.allow_private())
+        .await
+        .map_err(target_error)?;
+    let now = now_ms();
+    let id = uuid::Uuid::now_v7().to_string();
+    let sample = Event {
+        id: id.clone(),
+        trigger,
+        occurred_at: rfc3339(now),
+        received_at: rfc3339(now),
+        recipient: Some("test@example.com".into()),
+        campaign_id: None,
+        message_id: None,
+        list_id: None,
+        url: None,
+        bounce_type: None,
+        bounce_reason: None,
+        ip: None,
+        user_agent: None,
+        external_id: None,
+        data: Some(serde_json::Map::from_iter([("test".to_string(), json!(true))])),
+    };
+    let payload = serde_json::to_string(&sample).map_err(|_| ApiError::internal())?;
+    let prepared = prepare(&settings, &[(id.as_str(), payload.as_str())]);
+    let answer = st.webhooks.send(&prepared, &settings, &secret).await;
+    Ok(HttpResponse::Ok().json(json!({
+        "success": answer.is_success(),
+        "url": prepared.url,
+        "status_code": answer.status,
+        "latency_ms": answer.latency_ms,
+        "error": answer.error,
+        "response": answer.response,
+        "event": sample,
+    })))
 }

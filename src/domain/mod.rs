@@ -4,9 +4,10 @@
 pub mod destination;
 pub mod event;
 pub mod keys;
+pub mod signing;
 pub mod time;
 pub mod trigger;
 
-pub use destination::{Destination, DestinationError, TriggerConfig};
+pub use destination::{BodyFormat, Destination, DestinationError, HttpMethod, HttpSettings, TriggerConfig};
 pub use event::{FieldError, NewEvent, ValidationErrors};
 pub use trigger::{Trigger, UnknownTrigger};

@@ -5,7 +5,8 @@ use std::collections::HashSet;
 
 use diesel::prelude::*;
 
-use super::schema::{events, pull_queue};
+use super::push::{NewDelivery, PENDING};
+use super::schema::{deliveries, events, pull_queue};
 use super::triggers::{load_config_rows, to_map};
 use super::{Store, StoreError};
 use crate::domain::{Destination, NewEvent, Trigger};
@@ -40,6 +41,8 @@ pub struct IngestOutcome {
     pub duplicates: usize,
     /// How many went to the pull queue (long-pollers care).
     pub queued: usize,
+    /// How many became HTTP push deliveries.
+    pub pushed: usize,
     /// Accepted events per trigger, for metrics.
     pub by_trigger: Vec<(Trigger, usize)>,
 }
@@ -103,6 +106,30 @@ impl Store {
                         .collect();
                     if !queue.is_empty() {
                         outcome.queued += diesel::insert_into(pull_queue::table).values(&queue).execute(c)?;
+                    }
+                    // Events of http triggers become deliveries for the push worker.
+                    let push: Vec<NewDelivery> = chunk
+                        .iter()
+                        .filter(fresh)
+                        .filter(|e| {
+                            configs
+                                .get(&e.trigger)
+                                .is_some_and(|t| t.destination == Destination::Http)
+                        })
+                        .map(|e| NewDelivery {
+                            account_id,
+                            trigger: e.trigger.as_str(),
+                            event_id: &e.id,
+                            payload: &e.payload,
+                            status: PENDING,
+                            attempts: 0,
+                            next_at: e.received_at_ms,
+                            created_at: e.received_at_ms,
+                            updated_at: e.received_at_ms,
+                        })
+                        .collect();
+                    if !push.is_empty() {
+                        outcome.pushed += diesel::insert_into(deliveries::table).values(&push).execute(c)?;
                     }
                 }
                 Ok(outcome)

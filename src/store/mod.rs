@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod events;
 pub mod migrate;
 pub mod paint_contexts;
+pub mod push;
 pub mod queue;
 pub mod retention;
 pub mod schema;

@@ -77,3 +77,57 @@ diesel::joinable!(api_keys -> accounts (account_id));
 diesel::joinable!(trigger_configs -> accounts (account_id));
 
 diesel::allow_tables_to_appear_in_same_query!(accounts, api_keys, trigger_configs, events, pull_queue, batches);
+
+diesel::table! {
+    push_destinations (account_id, trigger) {
+        account_id -> BigInt,
+        trigger -> Text,
+        settings -> Text,
+        secret -> Text,
+        previous_secret -> Nullable<Text>,
+        previous_until -> Nullable<BigInt>,
+        state -> Text,
+        consecutive_failures -> BigInt,
+        paused_until -> BigInt,
+        last_error -> Nullable<Text>,
+        last_error_at -> Nullable<BigInt>,
+        suspended_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    deliveries (account_id, id) {
+        account_id -> BigInt,
+        id -> BigInt,
+        trigger -> Text,
+        event_id -> Text,
+        payload -> Text,
+        status -> Text,
+        attempts -> BigInt,
+        next_at -> BigInt,
+        lease_until -> Nullable<BigInt>,
+        claimed_by -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        last_status_code -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    delivery_attempts (account_id, id) {
+        account_id -> BigInt,
+        id -> BigInt,
+        delivery_id -> BigInt,
+        attempted_at -> BigInt,
+        url -> Text,
+        status_code -> Nullable<BigInt>,
+        latency_ms -> BigInt,
+        error -> Nullable<Text>,
+        response -> Nullable<Text>,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(push_destinations, deliveries, delivery_attempts);

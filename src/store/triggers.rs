@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use diesel::prelude::*;
 
 use super::schema::trigger_configs;
-use super::{Store, StoreResult};
+use super::{DbConn, Store, StoreResult};
 use crate::domain::time::now_ms;
 use crate::domain::{Destination, Trigger, TriggerConfig};
 use crate::on_conn;
@@ -52,7 +52,18 @@ impl Store {
     }
 
     pub fn put_trigger_config(&self, account_id: i64, trigger: Trigger, config: &TriggerConfig) -> StoreResult<()> {
-        let mut conn = self.writer()?;
+        self.write(|conn| upsert_config(conn, account_id, trigger, config))
+    }
+}
+
+/// Saves a trigger's configuration on a connection (inside the caller's transaction).
+pub(crate) fn upsert_config(
+    conn: &mut DbConn,
+    account_id: i64,
+    trigger: Trigger,
+    config: &TriggerConfig,
+) -> StoreResult<()> {
+    {
         let settings = config.settings.to_string();
         let now = now_ms();
         let values = (
@@ -62,7 +73,7 @@ impl Store {
             trigger_configs::settings.eq(&settings),
             trigger_configs::updated_at.eq(now),
         );
-        on_conn!(&mut *conn, |c| diesel::insert_into(trigger_configs::table)
+        on_conn!(conn, |c| diesel::insert_into(trigger_configs::table)
             .values(values)
             .on_conflict((trigger_configs::account_id, trigger_configs::trigger))
             .do_update()

@@ -1,0 +1,283 @@
+//! HTTP push attempt log and replay (SPEC §6): `GET /v1/deliveries`,
+//! `GET /v1/deliveries/{id}`, `POST /v1/deliveries/{id}/retry`,
+//! `POST /v1/deliveries/retry` (every dead delivery of a trigger).
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+
+use super::extract::{read_json, state, typed, AccountAuth};
+use super::openapi::ErrorBody;
+use super::ApiError;
+use crate::domain::time::{parse_rfc3339, rfc3339};
+use crate::domain::Trigger;
+use crate::store::push::{AttemptRow, DeliveryFilter, DeliveryRow, PENDING, STATUSES};
+use crate::store::StoreError;
+
+const DEFAULT_LIMIT: i64 = 100;
+const MAX_LIMIT: i64 = 1000;
+
+/// Filters and paging of the attempt log.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only this trigger's deliveries.
+    trigger: Option<String>,
+    /// pending, delivered or dead.
+    status: Option<String>,
+    /// Created at or after (RFC 3339).
+    since: Option<String>,
+    /// Created before (RFC 3339).
+    until: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// 1..1000, default 100.
+    limit: Option<i64>,
+}
+
+/// One request of a delivery.
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+pub struct AttemptView {
+    attempted_at: String,
+    url: String,
+    status_code: Option<i64>,
+    latency_ms: i64,
+    error: Option<String>,
+    /// The first 1 KiB of the response body.
+    response: Option<String>,
+}
+
+/// One event to push and what became of it.
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryView {
+    id: String,
+    trigger: String,
+    event_id: String,
+    #[schema(example = "delivered")]
+    status: String,
+    attempts: i64,
+    next_attempt_at: Option<String>,
+    created_at: String,
+    updated_at: String,
+    last_status_code: Option<i64>,
+    last_error: Option<String>,
+    attempt_log: Vec<AttemptView>,
+    /// The event (GET of one delivery only).
+    #[schema(value_type = Option<Object>, nullable = false)]
+    event: Option<Value>,
+}
+
+/// A page of deliveries, newest first.
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryList {
+    deliveries: Vec<DeliveryView>,
+    next_cursor: Option<String>,
+}
+
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+pub struct RetryAnswer {
+    id: String,
+    status: String,
+}
+
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+pub struct BulkRetryAnswer {
+    retried: u64,
+}
+
+fn attempt_view(a: &AttemptRow) -> Value {
+    json!({
+        "attempted_at": rfc3339(a.attempted_at),
+        "url": a.url,
+        "status_code": a.status_code,
+        "latency_ms": a.latency_ms,
+        "error": a.error,
+        "response": a.response,
+    })
+}
+
+fn delivery_view(d: &DeliveryRow, attempts: &[AttemptRow]) -> Value {
+    json!({
+        "id": d.id.to_string(),
+        "trigger": d.trigger,
+        "event_id": d.event_id,
+        "status": d.status,
+        "attempts": d.attempts,
+        "next_attempt_at": (d.status == PENDING).then(|| rfc3339(d.next_at)),
+        "created_at": rfc3339(d.created_at),
+        "updated_at": rfc3339(d.updated_at),
+        "last_status_code": d.last_status_code,
+        "last_error": d.last_error,
+        "attempt_log": attempts.iter().map(attempt_view).collect::<Vec<_>>(),
+    })
+}
+
+fn parse_trigger(raw: &str) -> Result<Trigger, ApiError> {
+    raw.parse::<Trigger>().map_err(|e| {
+        ApiError::unprocessable("unknown_trigger", e.to_string()).with_details(json!({"valid": Trigger::ALL}))
+    })
+}
+
+fn parse_time(name: &str, raw: &str) -> Result<i64, ApiError> {
+    parse_rfc3339(raw)
+        .ok_or_else(|| ApiError::bad_request("bad_query", format!("'{name}' must be an RFC 3339 time, got '{raw}'")))
+}
+
+/// A delivery id from the path; anything else answers as unknown.
+fn parse_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .map_err(|_| ApiError::not_found("delivery_not_found", "no such delivery"))
+}
+
+fn not_found(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound => ApiError::not_found("delivery_not_found", "no such delivery"),
+        other => other.into(),
+    }
+}
+
+/// The attempt log: deliveries with their attempts, newest first.
+#[utoipa::path(get, path = "/v1/deliveries", operation_id = "list_deliveries", tag = "push",
+    security(("bearer" = []), ("basic" = [])), params(ListQuery),
+    responses(
+        (status = 200, body = DeliveryList),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+pub async fn list(
+    AccountAuth(account): AccountAuth,
+    req: HttpRequest,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "bad_query",
+            format!("'limit' must be from 1 to {MAX_LIMIT}"),
+        ));
+    }
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(*STATUSES.iter().find(|v| **v == s).ok_or_else(|| {
+            ApiError::bad_request(
+                "bad_query",
+                format!("'status' must be one of {}, got '{s}'", STATUSES.join(", ")),
+            )
+        })?),
+    };
+    let filter = DeliveryFilter {
+        trigger: q.trigger.as_deref().map(parse_trigger).transpose()?,
+        status,
+        since_ms: q.since.as_deref().map(|s| parse_time("since", s)).transpose()?,
+        until_ms: q.until.as_deref().map(|s| parse_time("until", s)).transpose()?,
+        before_id: q
+            .cursor
+            .as_deref()
+            .map(|c| {
+                c.parse::<i64>()
+                    .map_err(|_| ApiError::bad_request("bad_cursor", "'cursor' is not a cursor this API returned"))
+            })
+            .transpose()?,
+        limit,
+    };
+    let store = state(&req).store.clone();
+    let (rows, attempts) = web::block(move || store.list_deliveries(account.id, &filter))
+        .await
+        .map_err(|_| ApiError::internal())??;
+    let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.id.to_string()));
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|d| delivery_view(d, attempts.get(&d.id).map(Vec::as_slice).unwrap_or(&[])))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"deliveries": items, "next_cursor": next_cursor.flatten()})))
+}
+
+/// One delivery with its event and attempts.
+#[utoipa::path(get, path = "/v1/deliveries/{id}", operation_id = "get_delivery", tag = "push",
+    security(("bearer" = []), ("basic" = [])),
+    params(("id" = String, Path, description = "Delivery id")),
+    responses(
+        (status = 200, body = DeliveryView),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+pub async fn get(
+    AccountAuth(account): AccountAuth,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let store = state(&req).store.clone();
+    let (row, payload, attempts) = web::block(move || store.delivery(account.id, id))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(not_found)?;
+    let mut v = delivery_view(&row, &attempts);
+    v["event"] = serde_json::from_str(&payload).unwrap_or(Value::Null);
+    Ok(HttpResponse::Ok().json(v))
+}
+
+/// Sends a delivery again now, with a fresh retry schedule.
+#[utoipa::path(post, path = "/v1/deliveries/{id}/retry", operation_id = "retry_delivery", tag = "push",
+    security(("bearer" = []), ("basic" = [])),
+    params(("id" = String, Path, description = "Delivery id")),
+    responses(
+        (status = 202, body = RetryAnswer),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "Being sent right now", body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+pub async fn retry(
+    AccountAuth(account): AccountAuth,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let store = state(&req).store.clone();
+    web::block(move || store.retry_delivery(account.id, id))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(not_found)?;
+    Ok(HttpResponse::Accepted().json(json!({"id": id.to_string(), "status": PENDING})))
+}
+
+/// Which trigger's dead deliveries to send again.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRetry {
+    #[schema(example = "OPEN")]
+    trigger: String,
+}
+
+/// Every dead delivery of one trigger goes back to the queue.
+#[utoipa::path(post, path = "/v1/deliveries/retry", operation_id = "retry_dead_deliveries", tag = "push",
+    request_body = BulkRetry, security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 202, body = BulkRetryAnswer),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+pub async fn retry_dead(
+    AccountAuth(account): AccountAuth,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let value = read_json(&req, body)
+        .await?
+        .ok_or_else(|| ApiError::unprocessable("invalid_request", "a body {\"trigger\": …} is required"))?;
+    let bulk: BulkRetry = typed(value)?;
+    let trigger = parse_trigger(&bulk.trigger)?;
+    let store = state(&req).store.clone();
+    let n = web::block(move || store.retry_dead(account.id, trigger))
+        .await
+        .map_err(|_| ApiError::internal())??;
+    Ok(HttpResponse::Accepted().json(json!({"retried": n})))
+}

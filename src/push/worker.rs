@@ -1,0 +1,388 @@
+//! The delivery loop. One dispatcher asks the database which destinations
+//! have due deliveries, claims a bounded number of requests' worth for each
+//! (so a destination that hangs holds at most its own share), and spawns a
+//! task per request; tasks wait for a per-destination and a global permit,
+//! send, and report to a completer that writes results in batches.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::task::JoinSet;
+
+use super::schedule::{parse_duration, parse_schedule};
+use crate::config::PushSettings;
+use crate::domain::keys::random_id;
+use crate::domain::time::now_ms;
+use crate::store::push::{AttemptOutcome, Claim, DestinationKey, OutcomeKind};
+use crate::store::{Store, StoreError, StoreResult};
+use crate::webhook::{prepare, Webhooks};
+
+/// Requests' worth claimed ahead per destination, as a multiple of its
+/// concurrency (keeps the pipe full between claims).
+const CLAIM_AHEAD: usize = 4;
+/// Results written per transaction, at most.
+const FLUSH_MAX: usize = 2000;
+/// How long a destination found suspended or paused at claim time is
+/// not asked for again.
+const SKIP_MS: i64 = 1000;
+/// Per-destination state is forgotten past this many idle destinations.
+const MAX_IDLE_DESTINATIONS: usize = 10_000;
+/// Finished deliveries deleted per pruning pass.
+const PRUNE_LIMIT: i64 = 10_000;
+/// Destinations looked at per round.
+const DUE_LIMIT: i64 = 1000;
+
+#[derive(Clone)]
+pub struct WorkerConfig {
+    pub schedule_ms: Vec<i64>,
+    pub suspend_after: i64,
+    pub poll: Duration,
+    pub concurrency: usize,
+    pub per_destination: usize,
+    /// How long a stopping worker lets requests in flight finish.
+    pub stop_grace: Duration,
+    /// Finished deliveries older than this are pruned.
+    pub log_retention: Duration,
+    /// Counts deliveries per request outcome (`eventd_deliveries_total`).
+    pub outcomes: Option<prometheus::IntCounterVec>,
+}
+
+impl WorkerConfig {
+    pub fn from_settings(s: &PushSettings) -> anyhow::Result<WorkerConfig> {
+        let schedule = parse_schedule(&s.push_retry_schedule)?;
+        Ok(WorkerConfig {
+            schedule_ms: schedule
+                .iter()
+                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                .collect(),
+            suspend_after: s.push_suspend_after,
+            poll: parse_duration(&s.push_poll_interval)?.max(Duration::from_millis(1)),
+            concurrency: s.push_concurrency as usize,
+            per_destination: s.push_destination_concurrency as usize,
+            stop_grace: parse_duration(&s.push_stop_grace)?,
+            log_retention: parse_duration(&s.push_log_retention)?,
+            outcomes: None,
+        })
+    }
+}
+
+/// Per destination, in this process.
+struct DestState {
+    permits: Semaphore,
+    /// Requests claimed and not yet reported.
+    outstanding: AtomicUsize,
+    /// Not to be sent to before this time (i64::MAX: suspended).
+    stopped_until: AtomicI64,
+    /// Not to be claimed for before this time (it was suspended or paused
+    /// when last tried; the database is asked again after).
+    skip_until: AtomicI64,
+}
+
+/// A running worker (on its own threads, so a busy API does not slow it).
+pub struct PushWorker {
+    stop: watch::Sender<bool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl PushWorker {
+    pub fn spawn(store: Store, webhooks: Webhooks, config: WorkerConfig) -> std::io::Result<PushWorker> {
+        let (stop, stop_rx) = watch::channel(false);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("eventd-push")
+            .enable_all()
+            .build()?;
+        let thread = std::thread::Builder::new()
+            .name("eventd-push".into())
+            .spawn(move || runtime.block_on(run(store, webhooks, config, stop_rx)))?;
+        Ok(PushWorker { stop, thread })
+    }
+
+    /// Stops claiming, lets requests in flight finish (or gives their
+    /// deliveries back), and waits for the worker to end.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Connect(format!("worker thread failed: {e}")))?
+}
+
+async fn run(store: Store, webhooks: Webhooks, config: WorkerConfig, mut stop: watch::Receiver<bool>) {
+    let worker_id = random_id("wrk");
+    tracing::info!(worker = %worker_id, "push worker started");
+    let global = Arc::new(Semaphore::new(config.concurrency));
+    let mut dests: HashMap<DestinationKey, Arc<DestState>> = HashMap::new();
+    let dest_map: Arc<std::sync::Mutex<HashMap<DestinationKey, Arc<DestState>>>> = Arc::default();
+    let (tx, rx) = mpsc::unbounded_channel::<AttemptOutcome>();
+    let wake = Arc::new(Notify::new());
+    let completer = tokio::spawn(complete_loop(
+        store.clone(),
+        worker_id.clone(),
+        config.clone(),
+        rx,
+        wake.clone(),
+        dest_map.clone(),
+    ));
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    let mut backoff = config.poll;
+    // Pruning runs at most once a minute (sooner with a shorter retention).
+    let prune_every = config
+        .log_retention
+        .min(Duration::from_secs(60))
+        .max(Duration::from_millis(100));
+    let mut last_prune = std::time::Instant::now();
+    while !*stop.borrow() {
+        if last_prune.elapsed() >= prune_every {
+            last_prune = std::time::Instant::now();
+            let cutoff = now_ms() - i64::try_from(config.log_retention.as_millis()).unwrap_or(i64::MAX / 2);
+            let store = store.clone();
+            match blocking(move || store.prune_deliveries(cutoff, PRUNE_LIMIT)).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(pruned = n, "pruned finished deliveries"),
+                Err(e) => tracing::warn!(error = %e, "cannot prune finished deliveries"),
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+        let due = {
+            let store = store.clone();
+            blocking(move || store.due_destinations(DUE_LIMIT)).await
+        };
+        let due = match due {
+            Ok(d) => {
+                backoff = config.poll;
+                d
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "push worker cannot read due deliveries");
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                wait(&mut stop, &wake, backoff).await;
+                continue;
+            }
+        };
+        let mut claimed_any = false;
+        for dest in due {
+            let st = dests
+                .entry(dest.clone())
+                .or_insert_with(|| {
+                    let st = Arc::new(DestState {
+                        permits: Semaphore::new(config.per_destination),
+                        outstanding: AtomicUsize::new(0),
+                        stopped_until: AtomicI64::new(0),
+                        skip_until: AtomicI64::new(0),
+                    });
+                    lock(&dest_map).insert(dest.clone(), st.clone());
+                    st
+                })
+                .clone();
+            if st.skip_until.load(Ordering::Relaxed) > now_ms() {
+                continue;
+            }
+            let cap = config.per_destination * CLAIM_AHEAD;
+            let outstanding = st.outstanding.load(Ordering::Relaxed);
+            if outstanding >= cap {
+                continue;
+            }
+            let want = (cap - outstanding) as i64;
+            // Long enough for everything claimed to be sent one after another.
+            let lease_ms = |timeout_s: i64| {
+                let rounds = (outstanding as i64 + want) / config.per_destination as i64 + 2;
+                now_ms() + rounds * timeout_s * 1000 + 30_000
+            };
+            let claim = {
+                let store = store.clone();
+                let dest = dest.clone();
+                let worker_id = worker_id.clone();
+                // The lease is computed with the largest timeout, before the
+                // settings are known.
+                let lease_until = lease_ms(i64::from(crate::domain::destination::MAX_TIMEOUT_SECONDS));
+                blocking(move || store.claim_deliveries(&dest, want, lease_until, &worker_id)).await
+            };
+            let claim: Claim = match claim {
+                Ok(Some(c)) => c,
+                Ok(None) => {
+                    st.skip_until.store(now_ms() + SKIP_MS, Ordering::Relaxed);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "push worker cannot claim deliveries");
+                    continue;
+                }
+            };
+            if claim.rows.is_empty() {
+                continue;
+            }
+            claimed_any = true;
+            st.stopped_until.store(0, Ordering::Relaxed);
+            let settings = Arc::new(claim.settings);
+            let secret: Arc<[String]> = claim.secrets.into();
+            let size = settings.batch_size.max(1) as usize;
+            for chunk in claim.rows.chunks(size) {
+                st.outstanding.fetch_add(1, Ordering::Relaxed);
+                let chunk = chunk.to_vec();
+                let outcomes = config.outcomes.clone();
+                let (st, global, settings, secret, webhooks, tx, stop, dest) = (
+                    st.clone(),
+                    global.clone(),
+                    settings.clone(),
+                    secret.clone(),
+                    webhooks.clone(),
+                    tx.clone(),
+                    stop.clone(),
+                    dest.clone(),
+                );
+                tasks.spawn(async move {
+                    let deliveries: Vec<(i64, i64)> = chunk.iter().map(|r| (r.id, r.attempts)).collect();
+                    let _dest_permit = st.permits.acquire().await;
+                    let _permit = global.acquire().await;
+                    let stopped = *stop.borrow() || st.stopped_until.load(Ordering::Relaxed) > now_ms();
+                    let outcome = if stopped {
+                        AttemptOutcome {
+                            dest,
+                            deliveries,
+                            url: settings.url.clone(),
+                            attempted_at: now_ms(),
+                            latency_ms: 0,
+                            status_code: None,
+                            error: None,
+                            response: None,
+                            kind: OutcomeKind::Released,
+                        }
+                    } else {
+                        let events: Vec<(&str, &str)> = chunk
+                            .iter()
+                            .map(|r| (r.event_id.as_str(), r.payload.as_str()))
+                            .collect();
+                        let prepared = prepare(&settings, &events);
+                        let attempted_at = now_ms();
+                        let answer = webhooks.send(&prepared, &settings, &secret).await;
+                        let kind = if answer.is_success() {
+                            OutcomeKind::Success
+                        } else if answer.status == Some(410) {
+                            OutcomeKind::Gone
+                        } else if let Some(d) = answer.retry_after {
+                            OutcomeKind::RetryAfter(now_ms() + i64::try_from(d.as_millis()).unwrap_or(0))
+                        } else {
+                            OutcomeKind::Failure
+                        };
+                        AttemptOutcome {
+                            dest,
+                            deliveries,
+                            url: prepared.url,
+                            attempted_at,
+                            latency_ms: answer.latency_ms,
+                            status_code: answer.status.map(i64::from),
+                            error: answer.error,
+                            response: answer.response,
+                            kind,
+                        }
+                    };
+                    if let Some(counter) = &outcomes {
+                        let label = match outcome.kind {
+                            OutcomeKind::Success => "success",
+                            OutcomeKind::Failure => "failure",
+                            OutcomeKind::RetryAfter(_) => "retry_after",
+                            OutcomeKind::Gone => "gone",
+                            OutcomeKind::Released => "released",
+                        };
+                        counter
+                            .with_label_values(&[label])
+                            .inc_by(outcome.deliveries.len() as u64);
+                    }
+                    let _ = tx.send(outcome);
+                    st.outstanding.fetch_sub(1, Ordering::Relaxed);
+                });
+            }
+        }
+        if dests.len() > MAX_IDLE_DESTINATIONS {
+            dests.retain(|_, st| st.outstanding.load(Ordering::Relaxed) > 0);
+            lock(&dest_map).retain(|k, _| dests.contains_key(k));
+        }
+        if !claimed_any {
+            wait(&mut stop, &wake, config.poll).await;
+        }
+    }
+    // Stopping: requests in flight finish (those still waiting for a permit
+    // give their deliveries back), then the last results are written.
+    tracing::info!(worker = %worker_id, in_flight = tasks.len(), "push worker stopping");
+    let drained = tokio::time::timeout(config.stop_grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tasks.abort_all();
+    }
+    drop(tx);
+    let _ = completer.await;
+    match blocking(move || store.release_deliveries(&worker_id)).await {
+        Ok(n) if n > 0 => tracing::info!(released = n, "push worker gave back unfinished deliveries"),
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "push worker could not give back its deliveries; their leases will expire")
+        }
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn wait(stop: &mut watch::Receiver<bool>, wake: &Notify, d: Duration) {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = wake.notified() => {}
+        _ = stop.changed() => {}
+    }
+}
+
+/// Writes results in batches; retries a failed write rather than losing it
+/// (until the leases run out, after which another worker sends again).
+async fn complete_loop(
+    store: Store,
+    worker_id: String,
+    config: WorkerConfig,
+    mut rx: mpsc::UnboundedReceiver<AttemptOutcome>,
+    wake: Arc<Notify>,
+    dests: Arc<std::sync::Mutex<HashMap<DestinationKey, Arc<DestState>>>>,
+) {
+    let schedule: Arc<[i64]> = config.schedule_ms.clone().into();
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < FLUSH_MAX {
+            match rx.try_recv() {
+                Ok(o) => batch.push(o),
+                Err(_) => break,
+            }
+        }
+        let batch = Arc::new(batch);
+        let mut delay = Duration::from_millis(100);
+        for attempt in 0..20 {
+            let (store, worker_id, batch, schedule) =
+                (store.clone(), worker_id.clone(), batch.clone(), schedule.clone());
+            let suspend_after = config.suspend_after;
+            let r = blocking(move || store.complete_deliveries(&worker_id, &batch, &schedule, suspend_after)).await;
+            match r {
+                Ok(stopped) => {
+                    let map = lock(&dests);
+                    for (dest, until) in stopped {
+                        if let Some(st) = map.get(&dest) {
+                            st.stopped_until.store(until, Ordering::Relaxed);
+                        }
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "push worker cannot record delivery results; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        wake.notify_one();
+    }
+}

@@ -1,0 +1,1107 @@
+//! HTTP push over the real server and a real local receiver, on both backends.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use common::{opens, spawn_app_with, Backend, TestApp};
+use serde_json::{json, Value};
+
+both!(
+    delivers_signed_json_and_logs_attempts,
+    retries_then_succeeds,
+    dead_after_the_schedule_then_replayed,
+    suspends_after_consecutive_failures_and_resume_delivers_the_backlog,
+    gone_suspends_at_once_and_config_change_resumes,
+    backfill_delivers_history_in_order,
+    batches_are_json_arrays_of_selected_fields,
+    form_and_get_encodings,
+    signature_verifies_with_the_reference_library,
+    two_workers_never_send_twice,
+    private_targets_are_refused_without_the_flag,
+    bad_configs_and_foreign_ids,
+    a_hanging_receiver_does_not_slow_the_others,
+    test_endpoint_reports_the_answer,
+    a_stopping_worker_gives_back_what_it_holds,
+    a_crashed_workers_claims_expire,
+    closed_connections_fail_and_source_ip_is_used,
+    redirects_are_not_followed_and_old_logs_are_pruned,
+);
+
+// ---------------------------------------------------------------- receiver
+
+#[derive(Debug, Clone)]
+struct Hit {
+    path: String,
+    method: String,
+    query: String,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Hit {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map(String::as_str).unwrap_or("")
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Status(u16),
+    /// Fail this many requests with 500, then answer 200.
+    FailFirst(u32),
+    /// Never answer (the sender's timeout ends it).
+    Hang,
+    /// 503 with Retry-After: 1.
+    RetryAfter,
+    /// 302 to /elsewhere.
+    Redirect,
+}
+
+#[derive(Default)]
+struct Recv {
+    hits: Mutex<Vec<Hit>>,
+    modes: Mutex<HashMap<String, Mode>>,
+    served: Mutex<HashMap<String, u32>>,
+}
+
+struct Receiver {
+    port: u16,
+    state: Arc<Recv>,
+}
+
+async fn receive(req: HttpRequest, body: web::Bytes, st: web::Data<Arc<Recv>>) -> HttpResponse {
+    let name = req.match_info().get("name").unwrap_or("").to_string();
+    let hit = Hit {
+        path: name.clone(),
+        method: req.method().to_string(),
+        query: req.query_string().to_string(),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect(),
+        body: body.to_vec(),
+    };
+    st.hits.lock().unwrap().push(hit);
+    let mode = st
+        .modes
+        .lock()
+        .unwrap()
+        .get(&name)
+        .copied()
+        .unwrap_or(Mode::Status(200));
+    let served = {
+        let mut s = st.served.lock().unwrap();
+        let n = s.entry(name).or_default();
+        *n += 1;
+        *n
+    };
+    match mode {
+        Mode::Status(code) => {
+            HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap()).body(format!("answer {code}"))
+        }
+        Mode::FailFirst(n) if served <= n => HttpResponse::InternalServerError().body("not yet"),
+        Mode::FailFirst(_) => HttpResponse::Ok().body("ok"),
+        Mode::Hang => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            HttpResponse::Ok().finish()
+        }
+        Mode::Redirect => HttpResponse::Found().insert_header(("Location", "/elsewhere")).finish(),
+        Mode::RetryAfter => HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "1"))
+            .finish(),
+    }
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        let state = Arc::new(Recv::default());
+        let data = web::Data::new(state.clone());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = HttpServer::new(move || App::new().app_data(data.clone()).route("/{name}", web::to(receive)))
+            .workers(2)
+            .disable_signals()
+            .listen(listener)
+            .unwrap()
+            .run();
+        tokio::spawn(server);
+        Receiver { port, state }
+    }
+
+    fn url(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}/{name}", self.port)
+    }
+
+    fn set(&self, name: &str, mode: Mode) {
+        self.state.modes.lock().unwrap().insert(name.to_string(), mode);
+    }
+
+    fn hits(&self, name: &str) -> Vec<Hit> {
+        self.state
+            .hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|h| h.path == name)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Polls `f` until it returns Some, for up to 30 s.
+async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+const FAST: [&str; 5] = [
+    "--allow-private-targets",
+    "--push-retry-schedule",
+    "30ms*3",
+    "--push-poll-interval",
+    "20ms",
+];
+
+async fn fast_app(b: Backend, extra: &[&str]) -> TestApp {
+    let mut args: Vec<&str> = FAST.to_vec();
+    if extra.contains(&"--push-retry-schedule") {
+        args.drain(1..3);
+    }
+    args.extend_from_slice(extra);
+    spawn_app_with(b, &args).await
+}
+
+async fn put(app: &TestApp, key: &str, trigger: &str, body: &Value) -> reqwest::Response {
+    app.client
+        .put(app.url(&format!("/v1/triggers/{trigger}")))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Sets an http destination and returns the PUT's answer.
+async fn push_to(app: &TestApp, key: &str, trigger: &str, http: Value) -> Value {
+    let r = put(app, key, trigger, &json!({"destination": "http", "http": http})).await;
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+async fn get_json(app: &TestApp, key: &str, path: &str) -> Value {
+    let r = app.get(path, key).await;
+    assert_eq!(r.status(), 200, "GET {path}");
+    r.json().await.unwrap()
+}
+
+async fn deliveries(app: &TestApp, key: &str, query: &str) -> Vec<Value> {
+    get_json(app, key, &format!("/v1/deliveries?{query}")).await["deliveries"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn opens_of(n: usize, trigger: &str) -> Value {
+    Value::Array(
+        (0..n)
+            .map(|i| json!({"trigger": trigger, "recipient": format!("r{i}@x.test")}))
+            .collect(),
+    )
+}
+
+// ---------------------------------------------------------------- tests
+
+async fn delivers_signed_json_and_logs_attempts(b: Backend) {
+    let rx = Receiver::start().await;
+    let app = fast_app(b, &[]).await;
+    let (_, key) = app.create_account("acme").await;
+    let v = push_to(
+        &app,
+        &key,
+        "OPEN",
+        json!({"url": rx.url("ok"), "headers": {"X-Token": "t0k"}}),
+    )
+    .await;
+    let secret = v["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("whsec_"));
+    assert_eq!(v["backfilled"], 0);
+    assert_eq!(v["http"]["method"], "POST");
+    // The secret is shown once.
+    let again = get_json(&app, &key, "/v1/triggers/OPEN").await;
+    assert!(again.get("secret").is_none());
+    assert!(!again.to_string().contains(&secret));
+
+    app.ingest(&key, &opens(3)).await;
+    let hits = eventually("3 deliveries", || async {
+        let h = rx.hits("ok");
+        (h.len() >= 3).then_some(h)
+    })
+    .await;
+    let mut recipients: Vec<String> = hits
+        .iter()
+        .map(|h| h.json()["recipient"].as_str().unwrap().to_string())
+        .collect();
+    recipients.sort();
+    assert_eq!(recipients, vec!["r0@x.test", "r1@x.test", "r2@x.test"]);
+    for h in &hits {
+        assert_eq!(h.method, "POST");
+        assert_eq!(h.header("content-type"), "application/json");
+        assert_eq!(h.header("x-token"), "t0k");
+        let event = h.json();
+        assert_eq!(event["trigger"], "OPEN");
+        assert_eq!(h.header("webhook-id"), format!("msg_{}", event["id"].as_str().unwrap()));
+        let ts: i64 = h.header("webhook-timestamp").parse().unwrap();
+        let expected = eventd::domain::signing::sign(&secret, h.header("webhook-id"), ts, &h.body).unwrap();
+        assert_eq!(h.header("webhook-signature"), expected);
+    }
+    // Pushed events are not queued for pull.
+    assert_eq!(app.queue(&key).await["pending"], 0);
+
+    let list = eventually("3 delivered in the log", || async {
+        let l = deliveries(&app, &key, "status=delivered").await;
+        (l.len() == 3).then_some(l)
+    })
+    .await;
+    let d = &list[0];
+    assert_eq!(d["trigger"], "OPEN");
+    assert_eq!(d["attempts"], 1);
+    assert_eq!(d["attempt_log"][0]["status_code"], 200);
+    assert_eq!(d["attempt_log"][0]["response"], "answer 200");
+    assert_eq!(d["attempt_log"][0]["url"], rx.url("ok"));
+    let one = get_json(&app, &key, &format!("/v1/deliveries/{}", d["id"].as_str().unwrap())).await;
+    assert_eq!(one["event"]["id"], d["event_id"]);
+    let t = get_json(&app, &key, "/v1/triggers/OPEN").await;
+    assert_eq!(t["push"]["state"], "active");
+    assert_eq!(t["push"]["pending"], 0);
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"eventd_deliveries_total{outcome="success"} 3"#),
+        "{metrics}"
+    );
+}
+
+async fn retries_then_succeeds(b: Backend) {
+    let rx = Receiver::start().await;
+    rx.set("flaky", Mode::FailFirst(2));
+    let app = fast_app(b, &[]).await;
+    let (_, key) = app.create_account("acme").await;
+    push_to(&app, &key, "OPEN", json!({"url": rx.url("flaky")})).await;
+    app.ingest(&key, &opens(1)).await;
+    let d = eventually("delivered after retries", || async {
+        let l = deliveries(&app, &key, "status=delivered").await;
+        l.into_iter().next()
+    })
+    .await;
+    assert_eq!(d["attempts"], 3);
+    let codes: Vec<i64> = d["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status_code"].as_i64().unwrap())
+        .collect();
+    assert_eq!(codes, vec![500, 500, 200]);
+    assert_eq!(d["attempt_log"][0]["error"], "HTTP 500");
+    assert_eq!(rx.hits("flaky").len(), 3);
+    // A success ends the failure streak.
+    let t = get_json(&app, &key, "/v1/triggers/OPEN").await;
+    assert_eq!(t["push"]["consecutive_failures"], 0);
+}
+
+async fn dead_after_the_schedule_then_replayed(b: Backend) {
+    let rx = Receiver::start().await;
+    rx.set("down", Mode::Status(500));
+    let app = fast_app(b, &[]).await;
+    let (_, key) = app.create_account("acme").await;
+    push_to(&app, &key, "OPEN", json!({"url": rx.url("down")})).await;
+    app.ingest(&key, &opens(2)).await;
+    let dead = eventually("2 dead", || async {
+        let l = deliveries(&app, &key, "status=dead&trigger=OPEN").await;
+        (l.len() == 2).then_some(l)
+    })
+    .await;
+    // One try plus the three retries of the schedule.
+    assert_eq!(dead[0]["attempts"], 4);
+    assert_eq!(rx.hits("down").len(), 8);
+    let t = get_json(&app, &key, "/v1/triggers/OPEN").await;
+    assert_eq!(t["push"]["dead"], 2);
+    assert_eq!(t["push"]["last_error"], "HTTP 500");
+
+    // Replay one, then the rest in bulk, once the receiver is back.
+    rx.set("down", Mode::Status(200));
+    let id = dead[0]["id"].as_str().unwrap();
+    let r = app.post_empty(&format!("/v1/deliveries/{id}/retry"), &key).await;
+    assert_eq!(r.status(), 202);
+    eventually("replayed one", || async {
+        let d = get_json(&app, &key, &format!("/v1/deliveries/{id}")).await;
+        (d["status"] == "delivered").then_some(())
+    })
+    .await;
+    let r = app
+        .post("/v1/deliveries/retry", &key, &json!({"trigger": "OPEN"}))
+        .await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.json::<Value>().await.unwrap()["retried"], 1);
+    eventually("all delivered", || async {
+        (deliveries(&app, &key, "status=delivered").await.len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(rx.hits("down").len(), 10);
+}
+
+async fn suspends_after_consecutive_failures_and_resume_delivers_the_backlog(b: Backend) {
+    let rx = Receiver::start().await;
+    rx.set("sick", Mode::Status(500));
+    let app = fast_app(b, &["--push-suspend-after", "3", "--push-retry-schedule", "20ms*100"]).await;
+    let (_, key) = app.create_account("acme").await;
+    push_to(&app, &key, "OPEN", json!({"url": rx.url("sick")})).await;
+    app.ingest(&key, &opens(1)).await;
+    let t = eventually("suspended", || async {
+        let t = get_json(&app, &key, "/v1/triggers/OPEN").await;
+        (t["push"]["state"] == "suspended").then_some(t)
+    })
+    .await;
+    assert_eq!(t["push"]["consecutive_failures"], 3);
+    assert_eq!(t["push"]["last_error"], "HTTP 500");
+    assert!(t["push"]["suspended_at"].is_string());
+    // While suspended, new events accumulate and nothing is sent.
+    app.ingest(&key, &opens(5)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(rx.hits("sick").len(), 3);
+    let t = get_json(&app, &key, "/v1/triggers/OPEN").await;
+    assert_eq!(t["push"]["pending"], 6);
+
+    // Switching to pull keeps the accepted events where they were: they are
+    // still delivered to the URL; new events go to the pull queue.
+    let r = put(&app, &key, "OPEN", &json!({"destination": "pull"})).await;
+    assert_eq!(r.status(), 200);
+    app.ingest(&key, &opens(2)).await;
+    assert_eq!(app.queue(&key).await["pending"], 2);
+
+    rx.set("sick", Mode::Status(200));
+    let r = app.post_empty("/v1/triggers/OPEN/resume", &key).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["push"]["state"], "active");
+    eventually("backlog delivered", || async {
+        (deliveries(&app, &key, "status=delivered").await.len() == 6).then_some(())
+    })
+    .await;
+    let ids: std::collections::HashSet<String> = rx
+        .hits("sick")
+        .iter()
+        .filter(|h| h.json()["recipient"].is_string())
+        .map(|h| h.header("webhook-id").to_string())
+        .collect();
+    assert_eq!(ids.len(), 6);
+    // Resuming a trigger that never pushed is a clear 404.
+    let r = app.post_empty("/v1/triggers/CLICK/resume", &key).await;
+    assert_eq!(r.status(), 404);
+}
+
+async fn gone_suspends_at_once_and_config_change_resumes(b: Backend) {
+    let rx = Receiver::start().await;
+    rx.set("gone", Mode::Status(410));
+    let app = fast_app(b, &[]).await;
+    let (_, key) = app.create_account("acme").await;
+    push_to(&app, &key, "OPEN", json!({"url": rx.url("gone")})).await;
+    app.ingest(&key, &opens(2)).await;
+    eventually("suspended by 410", || async {
+        let t = get_json(&app, &key, "/v1/triggers/OPEN").await;
+        (t["push"]["state"] == "suspended").then_some(())
+    })
+    .await;
+    let sent = rx.hits("gone").len();
+    assert!((1..=2).contains(&sent), "{sent}");
+    // A new URL resumes the destination; the kept deliveries go there.
+    let v = push_to(&app, &key, "OPEN", json!({"url": rx.url("new")})).await;
+    assert!(v.get("secret").is_none(), "the secret is not shown again");
+    eventually("delivered to the new URL", || async {
+        (rx.hits("new").len() == 2).then_some(())
+    })
+    .await;
+    let t = get_json(&app, &key, "/v1/triggers/OPEN").await;
+    assert_eq!(t["push"]["state"], "active");
+}
+
+async fn backfill_delivers_history_in_order(b: Backend) {
+    let rx = Receiver::start().await;
+    let app = fast_app(b, &[]).await;
+    let (_, key) = app.create_account("acme").await;
+    app.ingest(&key, &opens(5)).await;
+    app.ingest(&key, &json!({"trigger": "CLICK", "recipient": "c@x.test"}))
+        .await;
+    let v = push_to(&app, &key, "OPEN", json!({"url": rx.url("bf"), "ordered": true})).await;
+    assert_eq!(v["backfilled"], 5);
+    app.ingest(&key, &json!({"trigger": "OPEN", "recipient": "late@x.test"}))
+        .await;
+    let hits = eventually("6 delivered", || async {
+        let h = rx.hits("bf");
+        (h.len() >= 6).then_some(h)
+    })
+    .await;
+    let order: Vec<String> = hits
+        .iter()
+        .map(|h| h.json()["recipient"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            "r0@x.test",
+            "r1@x.test",
+            "r2@x.test",
+            "r3@x.test",
+            "r4@x.test",
+            "late@x.test"
+        ]
+    );
+    // Events already queued for pull stay there.
+    assert_eq!(app.queue(&key).await["pending"], 6);
+    // Setting the URL again does not backfill again.
+    let v = push_to(&app, &key, "OPEN", json!({"url": rx.url("bf2")})).await;
+    assert!(v.get("backfilled").is_none());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(rx.hits("bf2").is_empty());
+}
+
+async fn batches_are_json_arrays_of_selected_fields(b: Backend) {
+    let rx = Receiver::start().await;
+    let app = fast_app(b, &[]).await;
+    let (_, key) = app.create_account("acme").await;
+    push_to(
+        &app,
+        &key,
+        "OPEN",
+        json!({"url": rx.url("batch"), "batch_size": 10, "fields": ["recipient", "id"]}),
+    )
+    .await;
+    app.ingest(&key, &opens(25)).await;
+    let hits = eventually("25 events in batches", || async {
+        let h = rx.hits("batch");
+        let n: usize = h.iter().map(|h| h.json().as_array().unwrap().len()).sum();
+        (n >= 25).then_some(h)
+    })
+    .await;
+    let mut seen = Vec::new();
+    for h in &hits {
+        let arr = h.json();
+        let arr = arr.as_array().unwrap();
+        assert!(!arr.is_empty() && arr.len() <= 10);
+        for e in arr {
+            let keys: Vec<&String> = e.as_object().unwrap().keys().collect();
+            assert_eq!(keys.len(), 2, "{e}");
+            seen.push(e["recipient"].as_str().unwrap().to_string());
+        }
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 25);
+    assert!(hits.len() < 25, "events were batched");
+}
+
+async fn form_and_get_encodings(b: Backend) {
+    let rx = Receiver::start().await;
+    let app = fast_app(b, &[]).await;
+    let (_, key) = app.create_account("acme").await;
+    push_to(&app, &key, "OPEN", json!({"url": rx.url("form"), "format": "form"})).await;
+    push_to(
+        &app,
+        &key,
+        "CLICK",
+        json!({"url": format!("{}?token=s3cret", rx.url("get")), "method": "GET", "fields": ["trigger", "recipient", "url"]}),
+    )
+    .await;
+    app.ingest(
+        &key,
+        &json!([
+            {"trigger": "OPEN", "recipient": "a+b@x.test", "data": {"k": "v"}},
+            {"trigger": "CLICK", "recipient": "c@x.test", "url": "https://x.test/?a=1&b=2"}
+        ]),
+    )
+    .await;
+    let form = eventually("form", || async { rx.hits("form").into_iter().next() }).await;
+    assert_eq!(form.method, "POST");
+    assert_eq!(form.header("content-type"), "application/x-www-form-urlencoded");
+    let fields: HashMap<String, String> = url::form_urlencoded::parse(&form.body).into_owned().collect();
+    assert_eq!(fields["recipient"], "a+b@x.test");
+    assert_eq!(fields["trigger"], "OPEN");
+    assert_eq!(fields["data"], r#"{"k":"v"}"#);
+    assert!(fields.contains_key("id") && fields.contains_key("received_at"));
+
+    let get = eventually("get", || async { rx.hits("get").into_iter().next() }).await;
+    assert_eq!(get.method, "GET");
+    assert!(get.body.is_empty());
+    let q: Vec<(String, String)> = url::form_urlencoded::parse(get.query.as_bytes()).into_owned().collect();
+    assert_eq!(
+        q,
+        vec![
+            ("token".to_string(), "s3cret".to_string()),
+            ("trigger".to_string(), "CLICK".to_string()),
+            ("recipient".to_string(), "c@x.test".to_string()),
+            ("url".to_string(), "https://x.test/?a=1&b=2".to_string()),
+        ]
+    );
+    assert!(get.header("webhook-signature").starts_with("v1,"));
+}
+
+/// Verifies a captured request with the Standard Webhooks reference library
+/// (Python `standardwebhooks`, installed in .venv by .ci/run).
+async fn signature_verifies_with_the_reference_library(b: Backend) {
+    let python = std::env::var_os("EVENTD_INTEROP_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
+    let has_lib = python.exists()
+        && std::process::Command::new(&python)
+            .args(["-c", "import standardwebhooks"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !has_lib {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI must provide .venv with standardwebhooks (see .ci/run)"
+        );
+        eprintln!(
+            "skipped: no .venv with standardwebhooks (python3 -m venv .venv && .venv/bin/pip install standardwebhooks)"
+        );
+        return;
+    }
+    let rx = Receiver::start().await;
+    let app = fast_app(b, &[]).await;
+    let (_, key) = app.create_account("acme").await;
+    let v = push_to(&app, &key, "OPEN", json!({"url": rx.url("sig")})).await;
+    let mut secret = v["secret"].as_str().unwrap().to_string();
+    app.ingest(
+        &key,
+        &json!({"trigger": "OPEN", "recipient": "ü@x.test", "data": {"note": "naïve \"quoted\""}}),
+    )
+    .await;
+    let first = eventually("signed request", || async { rx.hits("sig").into_iter().next() }).await;
+
+    // After a rotation, requests carry signatures with both secrets for a day.
+    let r = app.post_empty("/v1/triggers/OPEN/secret", &key).await;
+    assert_eq!(r.status(), 200);
+    let rotated = r.json::<Value>().await.unwrap()["secret"].as_str().unwrap().to_string();
+    assert_ne!(rotated, secret);
+    app.ingest(&key, &json!({"trigger": "OPEN", "recipient": "second@x.test"}))
+        .await;
+    let second = eventually("second request", || async { rx.hits("sig").get(1).cloned() }).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/verify_webhook.py");
+    let verify = |hit: &Hit, secret: &str| {
+        let body = dir.path().join("body");
+        std::fs::write(&body, &hit.body).unwrap();
+        std::process::Command::new(&python)
+            .arg(&script)
+            .args([
+                secret,
+                hit.header("webhook-id"),
+                hit.header("webhook-timestamp"),
+                hit.header("webhook-signature"),
+            ])
+            .arg(&body)
+            .output()
+            .unwrap()
+    };
+    let out = verify(&first, &secret);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(second.header("webhook-signature").split(' ').count(), 2);
+    let out = verify(&second, &secret);
+    assert!(
+        out.status.success(),
+        "old secret: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !verify(&second, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .status
+            .success(),
+        "a wrong secret verified"
+    );
+    secret = rotated;
+    let out = verify(&second, &secret);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+async fn two_workers_never_send_twice(b: Backend) {
+    let rx = Receiver::start().await;
+    let app = fast_app(b, &[]).await;
+    // A second server (API + worker) on the same database.
+    let mut args: Vec<String> = vec![
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--database-url".into(),
+        app.db_url.clone(),
+        "--admin-token".into(),
+        common::ADMIN.into(),
+        "--http-workers".into(),
+        "1".into(),
+        "--db-pool-size".into(),
+        "4".into(),
+    ];
+    args.extend(FAST.iter().map(|s| s.to_string()));
+    let second = eventd::startup::Application::build(eventd::config::ServeSettings::from_args(args))
+        .await
+        .unwrap();
+    tokio::spawn(second.run_until_stopped());
+
+    let (_, key) = app.create_account("acme").await;
+    push_to(&app, &key, "OPEN", json!({"url": rx.url("count")})).await;
+    for _ in 0..4 {
+        app.ingest(&key, &opens(100)).await;
+    }
+    eventually("400 delivered", || async {
+        let t = get_json(&app, &key, "/v1/triggers/OPEN").await;
+        (t["push"]["pending"] == 0).then_some(())
+    })
+    .await;
+    let hits = rx.hits("count");
+    let ids: std::collections::HashSet<&str> = hits.iter().map(|h| h.header("webhook-id")).collect();
+    assert_eq!(ids.len(), 400);
+    assert_eq!(hits.len(), 400, "some deliveries were sent twice");
+}
+
+async fn private_targets_are_refused_without_the_flag(b: Backend) {
+    let rx = Receiver::start().await;
+    let app = spawn_app_with(b, &[]).await;
+    let (_, key) = app.create_account("acme").await;
+    for url in [
+        rx.url("x"),
+        "http://localhost:9/x".to_string(),
+        "http://10.0.0.1/x".into(),
+        "http://[::1]:8/x".into(),
+        "http://169.254.169.254/latest".into(),
+    ] {
+        let r = put(
+            &app,
+            &key,
+            "OPEN",
+            &json!({"destination": "http", "http": {"url": url}}),
+        )
+        .await;
+        assert_eq!(r.status(), 422, "{url}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "private_target", "{url}: {v}");
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--allow-private-targets"));
+    }
+    // Nothing changed.
+    let t = get_json(&app, &key, "/v1/triggers/OPEN").await;
+    assert_eq!(t["destination"], "pull");
+    assert!(t.get("push").is_none());
+}
+
+async fn bad_configs_and_foreign_ids(b: Backend) {
+    let rx = Receiver::start().await;
+    let app = fast_app(b, &[]).await;
+    let (_, key) = app.create_account("acme").await;
+    let (_, other) = app.create_account("globex").await;
+    for (http, needle) in [
+        (json!({"url": "ftp://x.test/"}), "http or https"),
+        (json!({"url": "::"}), "not a valid URL"),
+        (
+            json!({"url": rx.url("x"), "fields": ["recipient", "shoe_size"]}),
+            "shoe_size",
+        ),
+        (json!({"url": rx.url("x"), "batch_size": 5000}), "batch_size"),
+        (json!({"url": rx.url("x"), "timeout_seconds": "10"}), "timeout_seconds"),
+        (json!({"url": rx.url("x"), "method": "DELETE"}), "POST or GET"),
+        (json!({"url": rx.url("x"), "secret": "mine"}), "http.secret"),
+        (json!("http://x.test"), "JSON object"),
+    ] {
+        let r = put(&app, &key, "OPEN", &json!({"destination": "http", "http": http})).await;
+        assert_eq!(r.status(), 422, "{http}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "invalid_config");
+        assert!(v["error"]["message"].as_str().unwrap().contains(needle), "{v}");
+    }
+    let t = get_json(&app, &key, "/v1/triggers/OPEN").await;
+    assert_eq!(t["destination"], "pull");
+
+    push_to(&app, &key, "OPEN", json!({"url": rx.url("iso")})).await;
+    app.ingest(&key, &opens(1)).await;
+    let d = eventually("delivered", || async {
+        deliveries(&app, &key, "").await.into_iter().next()
+    })
+    .await;
+    let id = d["id"].as_str().unwrap();
+    // Another account sees nothing of it.
+    assert!(deliveries(&app, &other, "").await.is_empty());
+    for path in [
+        format!("/v1/deliveries/{id}"),
+        "/v1/deliveries/99999999".into(),
+        "/v1/deliveries/abc".into(),
+    ] {
+        let r = app.get(&path, &other).await;
+        assert_eq!(r.status(), 404, "{path}");
+        assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "delivery_not_found");
+    }
+    let r = app.post_empty(&format!("/v1/deliveries/{id}/retry"), &other).await;
+    assert_eq!(r.status(), 404);
+    for q in [
+        "status=lost",
+        "limit=0",
+        "since=yesterday",
+        "cursor=zz",
+        "trigger=NOPE",
+        "colour=red",
+    ] {
+        let r = app.get(&format!("/v1/deliveries?{q}"), &key).await;
+        assert!(r.status().is_client_error(), "{q}: {}", r.status());
+    }
+    let r = app
+        .post("/v1/deliveries/retry", &key, &json!({"trigger": "NOPE"}))
+        .await;
+    assert_eq!(r.status(), 422);
+    let r = app.post_empty("/v1/triggers/OPEN/secret", &other).await;
+    assert_eq!(r.status(), 404);
+    // Cursor pagination.
+    app.ingest(&key, &opens(4)).await;
+    eventually("5 delivered", || async {
+        (deliveries(&app, &key, "status=delivered").await.len() == 5).then_some(())
+    })
+    .await;
+    let page = get_json(&app, &key, "/v1/deliveries?limit=3").await;
+    assert_eq!(page["deliveries"].as_array().unwrap().len(), 3);
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let rest = get_json(&app, &key, &format!("/v1/deliveries?limit=3&cursor={cursor}")).await;
+    assert_eq!(rest["deliveries"].as_array().unwrap().len(), 2);
+    assert_eq!(rest["next_cursor"], Value::Null);
+}
+
+async fn a_hanging_receiver_does_not_slow_the_others(b: Backend) {
+    let rx = Receiver::start().await;
+    rx.set("hang", Mode::Hang);
+    let app = fast_app(b, &["--push-destination-concurrency", "2", "--push-concurrency", "8"]).await;
+    let (_, key) = app.create_account("acme").await;
+    push_to(
+        &app,
+        &key,
+        "OPEN",
+        json!({"url": rx.url("hang"), "timeout_seconds": 60}),
+    )
+    .await;
+    push_to(&app, &key, "CLICK", json!({"url": rx.url("fast")})).await;
+    app.ingest(&key, &opens(50)).await;
+    eventually("hanging requests in flight", || async {
+        (rx.hits("hang").len() >= 2).then_some(())
+    })
+    .await;
+    app.ingest(&key, &opens_of(20, "CLICK")).await;
+    // Were the fast destination stuck behind the hanging one, this would
+    // wait for its 60 s timeout and time out itself.
+    eventually("the fast destination is served", || async {
+        (rx.hits("fast").len() == 20).then_some(())
+    })
+    .await;
+    // The hanging destination holds at most its own share.
+    assert_eq!(rx.hits("hang").len(), 2);
+}
+
+async fn test_endpoint_reports_the_answer(b: Backend) {
+    let rx = Receiver::start().await;
+    rx.set("busy", Mode::RetryAfter);
+    let app = fast_app(b, &[]).await;
+    let (_, key) = app.create_account("acme").await;
+    let r = app.post_empty("/v1/triggers/OPEN/test", &key).await;
+    assert_eq!(r.status(), 409, "a pull trigger has nothing to test");
+    push_to(&app, &key, "OPEN", json!({"url": rx.url("probe")})).await;
+    let r = app.post_empty("/v1/triggers/OPEN/test", &key).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["success"], true);
+    assert_eq!(v["status_code"], 200);
+    assert_eq!(v["response"], "answer 200");
+    let hit = rx.hits("probe").into_iter().next().unwrap();
+    assert_eq!(hit.json()["recipient"], "test@example.com");
+    assert!(hit.header("webhook-signature").starts_with("v1,"));
+
+    // A 503 with Retry-After slows the destination down without counting a failure.
+    push_to(&app, &key, "OPEN", json!({"url": rx.url("busy")})).await;
+    app.ingest(&key, &opens(1)).await;
+    let t = eventually("paused by Retry-After", || async {
+        let t = get_json(&app, &key, "/v1/triggers/OPEN").await;
+        t["push"]["paused_until"].is_string().then_some(t)
+    })
+    .await;
+    assert_eq!(t["push"]["consecutive_failures"], 0);
+    assert_eq!(t["push"]["state"], "active");
+    rx.set("busy", Mode::Status(200));
+    eventually("delivered after the pause", || async {
+        (deliveries(&app, &key, "status=delivered").await.len() == 1).then_some(())
+    })
+    .await;
+    let d = &deliveries(&app, &key, "").await[0];
+    let codes: Vec<i64> = d["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status_code"].as_i64().unwrap())
+        .collect();
+    assert_eq!(codes[0], 503);
+    assert_eq!(*codes.last().unwrap(), 200);
+}
+
+/// Starts a push worker alone (as `eventd worker` would) on an app's database.
+fn start_worker(app: &TestApp, extra: &[&str]) -> eventd::push::PushWorker {
+    let mut all: Vec<String> = vec!["worker".into(), "--database-url".into(), app.db_url.clone()];
+    all.extend(
+        ["--allow-private-targets", "--push-poll-interval", "20ms"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string()),
+    );
+    let ws = <eventd::config::WorkerSettings as clap::Parser>::parse_from(all);
+    let store = eventd::store::Store::connect(&ws.db.database_url, 8).unwrap();
+    eventd::push::PushWorker::spawn(
+        store,
+        eventd::startup::webhooks_of(&ws.push).unwrap(),
+        eventd::push::WorkerConfig::from_settings(&ws.push).unwrap(),
+    )
+    .unwrap()
+}
+
+async fn a_stopping_worker_gives_back_what_it_holds(b: Backend) {
+    let rx = Receiver::start().await;
+    rx.set("slow", Mode::Hang);
+    let app = fast_app(b, &["--no-worker"]).await;
+    let (_, key) = app.create_account("acme").await;
+    push_to(
+        &app,
+        &key,
+        "OPEN",
+        json!({"url": rx.url("slow"), "timeout_seconds": 60}),
+    )
+    .await;
+    app.ingest(&key, &opens(3)).await;
+    let worker = start_worker(&app, &["--push-stop-grace", "100ms"]);
+    eventually("requests in flight", || async {
+        (rx.hits("slow").len() == 3).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    // Its leases (minutes long) were given back: another worker sends at once.
+    rx.set("slow", Mode::Status(200));
+    let worker = start_worker(&app, &[]);
+    eventually("delivered by the next worker", || async {
+        (deliveries(&app, &key, "status=delivered").await.len() == 3).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    // The abandoned tries were not counted as failures.
+    let d = &deliveries(&app, &key, "").await[0];
+    assert_eq!(d["attempts"], 1);
+}
+
+async fn a_crashed_workers_claims_expire(b: Backend) {
+    use eventd::store::push::{AttemptOutcome, DestinationKey, OutcomeKind};
+    let rx = Receiver::start().await;
+    let app = fast_app(b, &["--no-worker"]).await;
+    let (account, key) = app.create_account("acme").await;
+    push_to(&app, &key, "OPEN", json!({"url": rx.url("after")})).await;
+    app.ingest(&key, &opens(2)).await;
+    // A worker claims both, then dies without a word.
+    let store = eventd::store::Store::connect(&app.db_url, 2).unwrap();
+    let dest = DestinationKey {
+        account_id: account,
+        trigger: "OPEN".into(),
+    };
+    let lease_until = eventd::domain::time::now_ms() + 300;
+    let claim = store
+        .claim_deliveries(&dest, 10, lease_until, "wrk_crashed")
+        .unwrap()
+        .unwrap();
+    assert_eq!(claim.rows.len(), 2);
+    // Claimed rows are not claimable again while the lease runs.
+    assert!(store
+        .claim_deliveries(&dest, 10, lease_until, "wrk_other")
+        .unwrap()
+        .unwrap()
+        .rows
+        .is_empty());
+    let worker = start_worker(&app, &[]);
+    eventually("delivered after the lease expired", || async {
+        (deliveries(&app, &key, "status=delivered").await.len() == 2).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(rx.hits("after").len(), 2);
+    // A late report from the crashed worker changes nothing.
+    let late = AttemptOutcome {
+        dest,
+        deliveries: claim.rows.iter().map(|r| (r.id, r.attempts)).collect(),
+        url: "http://late.test/".into(),
+        attempted_at: 0,
+        latency_ms: 0,
+        status_code: Some(500),
+        error: Some("late".into()),
+        response: None,
+        kind: OutcomeKind::Failure,
+    };
+    store.complete_deliveries("wrk_crashed", &[late], &[10], 100).unwrap();
+    let list = deliveries(&app, &key, "").await;
+    assert!(
+        list.iter().all(|d| d["status"] == "delivered" && d["attempts"] == 1),
+        "{list:?}"
+    );
+}
+
+/// A listener that accepts connections and closes them at once, and the
+/// number of connections it saw.
+async fn closing_listener() -> (u16, Arc<Mutex<u32>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(0u32));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            *counter.lock().unwrap() += 1;
+            drop(sock);
+        }
+    });
+    (port, seen)
+}
+
+async fn closed_connections_fail_and_source_ip_is_used(b: Backend) {
+    let (port, seen) = closing_listener().await;
+    let app = fast_app(b, &[]).await;
+    let (_, key) = app.create_account("acme").await;
+    push_to(&app, &key, "OPEN", json!({"url": format!("http://127.0.0.1:{port}/x")})).await;
+    app.ingest(&key, &opens(1)).await;
+    let d = eventually("dead after closed connections", || async {
+        deliveries(&app, &key, "status=dead").await.into_iter().next()
+    })
+    .await;
+    assert_eq!(d["attempts"], 4);
+    let first = &d["attempt_log"][0];
+    assert_eq!(first["status_code"], Value::Null);
+    assert!(
+        first["error"].as_str().unwrap().contains("request failed")
+            || first["error"].as_str().unwrap().contains("connection"),
+        "{first}"
+    );
+    assert!(*seen.lock().unwrap() >= 4);
+
+    // --push-source-ip binds outgoing connections: an address this host
+    // does not have makes every request fail before it leaves.
+    let rx = Receiver::start().await;
+    let app = fast_app(b, &["--push-source-ip", "192.0.2.1"]).await;
+    let (_, key) = app.create_account("acme").await;
+    push_to(&app, &key, "OPEN", json!({"url": rx.url("src")})).await;
+    let r = app.post_empty("/v1/triggers/OPEN/test", &key).await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["success"], false, "{v}");
+    assert!(rx.hits("src").is_empty());
+}
+
+async fn redirects_are_not_followed_and_old_logs_are_pruned(b: Backend) {
+    let rx = Receiver::start().await;
+    rx.set("moved", Mode::Redirect);
+    let app = fast_app(b, &["--push-log-retention", "1500ms"]).await;
+    let (_, key) = app.create_account("acme").await;
+    push_to(&app, &key, "OPEN", json!({"url": rx.url("moved")})).await;
+    app.ingest(&key, &opens(1)).await;
+    let d = eventually("dead after redirects", || async {
+        deliveries(&app, &key, "status=dead").await.into_iter().next()
+    })
+    .await;
+    assert_eq!(d["attempt_log"][0]["status_code"], 302);
+    assert_eq!(rx.hits("moved").len(), 4);
+    assert!(rx.hits("elsewhere").is_empty());
+    // Finished deliveries go after the retention period; pending ones stay.
+    rx.set("moved", Mode::Hang);
+    push_to(
+        &app,
+        &key,
+        "OPEN",
+        json!({"url": rx.url("moved"), "timeout_seconds": 60}),
+    )
+    .await;
+    app.ingest(&key, &opens(1)).await;
+    eventually("the dead delivery pruned", || async {
+        deliveries(&app, &key, "status=dead").await.is_empty().then_some(())
+    })
+    .await;
+    assert_eq!(deliveries(&app, &key, "status=pending").await.len(), 1);
+}
+
+/// Throughput to a receiver that answers 200 at once. Run with
+/// `cargo test --release --test push -- --ignored --nocapture throughput`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn throughput() {
+    for b in [Backend::Sqlite, Backend::Postgres] {
+        let rx = Receiver::start().await;
+        let app = fast_app(b, &["--no-worker"]).await;
+        let (_, key) = app.create_account("bench").await;
+        push_to(&app, &key, "OPEN", json!({"url": rx.url("bench")})).await;
+        let n = 20_000;
+        for _ in 0..n / 1000 {
+            app.ingest(&key, &opens(1000)).await;
+        }
+        // Start a worker on the filled queue and time the drain.
+        let mut args: Vec<String> = vec!["--database-url".into(), app.db_url.clone()];
+        args.extend(
+            ["--allow-private-targets", "--push-poll-interval", "20ms"]
+                .iter()
+                .map(|s| s.to_string()),
+        );
+        let mut all = vec!["worker".to_string()];
+        all.extend(args);
+        let ws = <eventd::config::WorkerSettings as clap::Parser>::parse_from(all);
+        let store = eventd::store::Store::connect(&ws.db.database_url, 8).unwrap();
+        let started = Instant::now();
+        let worker = eventd::push::PushWorker::spawn(
+            store,
+            eventd::startup::webhooks_of(&ws.push).unwrap(),
+            eventd::push::WorkerConfig::from_settings(&ws.push).unwrap(),
+        )
+        .unwrap();
+        eventually("drained", || async {
+            let t = get_json(&app, &key, "/v1/triggers/OPEN").await;
+            (t["push"]["pending"] == 0).then_some(())
+        })
+        .await;
+        let secs = started.elapsed().as_secs_f64();
+        worker.stop().await;
+        assert_eq!(rx.hits("bench").len(), n);
+        println!(
+            "{b:?}: {n} deliveries in {secs:.2} s = {:.0} deliveries/s",
+            n as f64 / secs
+        );
+    }
+}
