@@ -28,7 +28,12 @@ use crate::store::StoreError;
 pub const NS: &str = "urn:localhost-paint";
 pub const PATH: &str = "/soap/paint";
 pub const WSDL: &str = include_str!("../../wsdl/paint.wsdl");
-const WSDL_ADDRESS: &str = "http://localhost:8080/soap/paint";
+const SERVICE: soaphttp::Service = soaphttp::Service {
+    name: "PAINT",
+    path: PATH,
+    wsdl: WSDL,
+    wsdl_address: "http://localhost:8080/soap/paint",
+};
 
 /// Events per getBatch when maxNotifications is nil.
 pub const DEFAULT_MAX_NOTIFICATIONS: i64 = 1_000;
@@ -48,12 +53,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn wsdl(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
-    if !soaphttp::wants_wsdl(&req) {
-        return HttpResponse::NotFound()
-            .content_type("text/plain; charset=utf-8")
-            .body(format!("POST PAINT requests here; the WSDL is at {PATH}?wsdl\n"));
-    }
-    soaphttp::wsdl_response(&req, st.settings.public_url.as_deref(), WSDL, WSDL_ADDRESS, PATH)
+    soaphttp::get_wsdl(&req, st.settings.public_url.as_deref(), &SERVICE)
 }
 
 /// What `result` says, and `resultData`.
@@ -97,14 +97,9 @@ fn client_fault(v: envelope::SoapVersion, message: &str) -> HttpResponse {
 }
 
 async fn handle(req: HttpRequest, body: web::Payload, st: web::Data<AppState>) -> HttpResponse {
-    let fallback = envelope::SoapVersion::from_content_type(soaphttp::content_type(&req));
-    let bytes = match soaphttp::read_body(&req, body, st.settings.max_body_bytes).await {
-        Ok(b) => b,
-        Err(m) => return client_fault(fallback, &m),
-    };
-    let env = match envelope::parse_envelope(&bytes) {
+    let env = match soaphttp::read_envelope(&req, body, st.settings.max_body_bytes).await {
         Ok(e) => e,
-        Err(e) => return client_fault(fallback, &e.to_string()),
+        Err((v, m)) => return client_fault(v, &m),
     };
     let v = env.version;
     if let Some(h) = envelope::not_understood(&env, |_| false) {
