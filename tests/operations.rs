@@ -81,15 +81,7 @@ async fn retention_prunes_history_and_expires_old_queue_events(b: Backend) {
     let mut text = String::new();
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        text = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        text = app.get_text("/metrics").await;
         if metric(&text, "eventd_queue_expired_total") >= 3.0 && metric(&text, "eventd_history_pruned_total") >= 5.0 {
             break;
         }
@@ -153,24 +145,33 @@ fn sigterm(child: &std::process::Child) {
     assert!(ok.success());
 }
 
-async fn logs_never_show_secrets(b: Backend) {
-    let (db_url, _tmp) = fresh_database(b);
+/// Starts the binary on a fresh database and creates an account `acme`:
+/// (child, base url, client, its key, the database's guard).
+async fn start_with_account(
+    b: Backend,
+    extra: &[&str],
+) -> (std::process::Child, String, reqwest::Client, String, impl Sized) {
+    let (db_url, tmp) = fresh_database(b);
+    let pg = common::drop_pg_later(b, &db_url);
     let port = free_port();
-    let mut child = start_binary(&db_url, port, &["--log-format", "json"]);
+    let child = start_binary(&db_url, port, extra);
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     wait_up(&client, &base).await;
-    let v: Value = client
+    let r = client
         .post(format!("{base}/v1/accounts"))
         .bearer_auth(ADMIN)
         .json(&json!({"name": "acme"}))
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
+    let v: Value = r.json().await.unwrap();
     let key = v["api_key"].as_str().unwrap().to_string();
+    (child, base, client, key, (tmp, pg))
+}
+
+async fn logs_never_show_secrets(b: Backend) {
+    let (mut child, base, client, key, _db) = start_with_account(b, &["--log-format", "json"]).await;
     client
         .post(format!("{base}/v1/events"))
         .bearer_auth(&key)
@@ -210,27 +211,10 @@ async fn logs_never_show_secrets(b: Backend) {
     }
     let basic = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("acme:{key}"));
     assert!(!log.contains(&basic));
-    drop(common::drop_pg_later(b, &db_url));
 }
 
 async fn sigterm_drains_and_exits_zero(b: Backend) {
-    let (db_url, _tmp) = fresh_database(b);
-    let port = free_port();
-    let mut child = start_binary(&db_url, port, &[]);
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    wait_up(&client, &base).await;
-    let v: Value = client
-        .post(format!("{base}/v1/accounts"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "acme"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = v["api_key"].as_str().unwrap().to_string();
+    let (mut child, base, client, key, _db) = start_with_account(b, &[]).await;
     // A long poll is in flight when the signal arrives: it is answered
     // (empty) rather than cut off, then the process exits 0.
     let (c2, b2, k2) = (client.clone(), base.clone(), key.clone());
@@ -253,5 +237,4 @@ async fn sigterm_drains_and_exits_zero(b: Backend) {
         .await
         .unwrap();
     assert!(status.success(), "exit status {status:?}");
-    drop(common::drop_pg_later(b, &db_url));
 }

@@ -420,13 +420,8 @@ async fn destination_none_keeps_events_out_of_the_queue(b: Backend) {
     let app = spawn_app(b).await;
     let (_, key) = app.create_account("acme").await;
     let r = app
-        .client
-        .put(app.url("/v1/triggers/open"))
-        .bearer_auth(&key)
-        .json(&json!({"destination": "none"}))
-        .send()
-        .await
-        .unwrap();
+        .put("/v1/triggers/open", &key, &json!({"destination": "none"}))
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["destination"], "none");
     let v: Value = app.get("/v1/triggers/OPEN", &key).await.json().await.unwrap();
@@ -447,13 +442,8 @@ async fn destination_none_keeps_events_out_of_the_queue(b: Backend) {
 
     assert_eq!(app.get("/v1/triggers/NOPE", &key).await.status(), 404);
     let r = app
-        .client
-        .put(app.url("/v1/triggers/OPEN"))
-        .bearer_auth(&key)
-        .json(&json!({"destination": "pigeon"}))
-        .send()
-        .await
-        .unwrap();
+        .put("/v1/triggers/OPEN", &key, &json!({"destination": "pigeon"}))
+        .await;
     assert_eq!(r.status(), 422);
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "unknown_destination");
 }
@@ -528,22 +518,10 @@ async fn revoked_key_stops_working(b: Backend) {
     assert!(!keys.to_string().contains(&second), "secrets are never listed");
 
     let key_id = v["id"].as_str().unwrap();
-    let r = app
-        .client
-        .delete(app.url(&format!("/v1/accounts/{id}/keys/{key_id}")))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let r = app.delete(&format!("/v1/accounts/{id}/keys/{key_id}"), ADMIN).await;
     assert_eq!(r.status(), 204);
     assert_eq!(app.get("/v1/queue", &second).await.status(), 401);
     assert_eq!(app.get("/v1/queue", &first).await.status(), 200);
-    let r = app
-        .client
-        .delete(app.url(&format!("/v1/accounts/{id}/keys/key_nope")))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let r = app.delete(&format!("/v1/accounts/{id}/keys/key_nope"), ADMIN).await;
     assert_eq!(r.status(), 404);
 }
