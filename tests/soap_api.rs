@@ -455,6 +455,18 @@ async fn bad_arguments_and_unknown_batches_are_client_faults(b: Backend) {
         ),
         ("<e:fetchBatch><e:consumer>a b</e:consumer></e:fetchBatch>", "consumer"),
         (
+            "<e:fetchBatch><e:waitSeconds>NaN</e:waitSeconds></e:fetchBatch>",
+            "waitSeconds",
+        ),
+        (
+            "<e:fetchBatch><e:waitSeconds>inf</e:waitSeconds></e:fetchBatch>",
+            "waitSeconds",
+        ),
+        (
+            "<e:fetchBatch><e:waitSeconds>-1</e:waitSeconds></e:fetchBatch>",
+            "waitSeconds",
+        ),
+        (
             "<e:fetchBatch><e:colour>red</e:colour></e:fetchBatch>",
             "unknown argument 'colour'",
         ),

@@ -231,9 +231,6 @@ fn fetch_params(op: &Element) -> Result<FetchParams, Fault> {
                         a.trimmed()
                     ))
                 })?;
-                if !w.is_finite() {
-                    return Err(Fault::client("invalid argument waitSeconds: must be a finite number"));
-                }
                 p.wait_seconds = Some(w);
             }
             other => {
