@@ -36,23 +36,28 @@ async fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
         .map_err(ApiError::from)
 }
 
+type Extracted<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
+
+/// Authenticates the caller and lets `accept` take the principal or refuse it.
+fn extract_principal<T: 'static>(req: &HttpRequest, accept: fn(Principal) -> Result<T, ApiError>) -> Extracted<T> {
+    let req = req.clone();
+    Box::pin(async move { accept(authenticate(&req).await?) })
+}
+
 /// The calling account (an API key). The operator token is refused here.
 pub struct AccountAuth(pub Account);
 
 impl FromRequest for AccountAuth {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future = Extracted<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            match authenticate(&req).await? {
-                Principal::Account(a) => Ok(AccountAuth(a)),
-                Principal::Operator => Err(ApiError::forbidden(
-                    "account_key_required",
-                    "this endpoint needs an account's API key, not the operator token",
-                )),
-            }
+        extract_principal(req, |p| match p {
+            Principal::Account(a) => Ok(AccountAuth(a)),
+            Principal::Operator => Err(ApiError::forbidden(
+                "account_key_required",
+                "this endpoint needs an account's API key, not the operator token",
+            )),
         })
     }
 }
@@ -62,18 +67,15 @@ pub struct OperatorAuth;
 
 impl FromRequest for OperatorAuth {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future = Extracted<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            match authenticate(&req).await? {
-                Principal::Operator => Ok(OperatorAuth),
-                Principal::Account(_) => Err(ApiError::forbidden(
-                    "operator_required",
-                    "this endpoint needs the operator token (EVENTD_ADMIN_TOKEN)",
-                )),
-            }
+        extract_principal(req, |p| match p {
+            Principal::Operator => Ok(OperatorAuth),
+            Principal::Account(_) => Err(ApiError::forbidden(
+                "operator_required",
+                "this endpoint needs the operator token (EVENTD_ADMIN_TOKEN)",
+            )),
         })
     }
 }
