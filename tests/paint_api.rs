@@ -402,6 +402,20 @@ async fn validation_errors_name_the_problem(b: Backend) {
     // Nothing was fetched or deleted by any of them.
     let q = app.queue(&key).await;
     assert_eq!((q["pending"].as_i64(), q["in_flight"].as_i64()), (Some(1), Some(0)));
+
+    // What the sample client sends besides (clientType CLIENT_PULL, encoding
+    // plain, markAsProcessingInd) is accepted; a maxNotifications over
+    // 10,000 is capped, not refused.
+    let params = [
+        ("notificationTypes", "OPEN"),
+        ("maxNotifications", "50000"),
+        ("markAsReadInd", "N"),
+        ("clientType", "CLIENT_PULL"),
+        ("encoding", "plain"),
+        ("markAsProcessingInd", "N"),
+    ];
+    assert_eq!(batch(&get_batch(&app, &ctx, &params).await).count, 1);
+    assert_eq!(app.queue(&key).await["pending"], 1);
 }
 
 async fn hostile_and_malformed_documents_are_client_faults(b: Backend) {

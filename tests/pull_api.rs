@@ -63,6 +63,10 @@ async fn ingest_fetch_mark_read_empties_the_queue(b: Backend) {
     let r = app.post_empty(&format!("/v1/batches/{id}/read"), &key).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["deleted"], 0);
+    // A batch marked read cannot be released any more.
+    let r = app.post_empty(&format!("/v1/batches/{id}/release"), &key).await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "batch_conflict");
 
     let batch = app.fetch(&key, &json!({})).await;
     assert_eq!(recipients(&batch), vec!["r4@x.test", "c@x.test"]);
