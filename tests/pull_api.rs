@@ -17,6 +17,7 @@ both!(
     expired_lease_redelivers,
     release_returns_events_at_once,
     long_poll_wakes_on_ingest,
+    long_polls_beyond_max_waiters_answer_at_once,
     auth_failures_are_401_or_403,
     foreign_batch_answers_as_unknown,
     oversize_and_malformed_bodies,
@@ -265,6 +266,26 @@ async fn long_poll_wakes_on_ingest(b: Backend) {
     // An empty wait ends at its deadline with an empty answer.
     let v = app.fetch(&key, &json!({"wait_seconds": 1, "consumer": "idle"})).await;
     assert_eq!(v["batch_id"], Value::Null);
+}
+
+async fn long_polls_beyond_max_waiters_answer_at_once(b: Backend) {
+    let app = common::spawn_app_with(b, &["--max-waiters", "1"]).await;
+    let (_, key) = app.create_account("acme").await;
+    let (client, url, k) = (app.client.clone(), app.url("/v1/batches"), key.clone());
+    let first = tokio::spawn(async move {
+        let r = client
+            .post(url)
+            .bearer_auth(k)
+            .json(&json!({"wait_seconds": 20, "consumer": "a"}));
+        r.send().await.unwrap().json::<Value>().await.unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The one waiter slot is taken: a second long poll answers empty at once.
+    let second = app.fetch(&key, &json!({"wait_seconds": 20, "consumer": "b"})).await;
+    assert_eq!(second["batch_id"], Value::Null);
+    assert!(!first.is_finished(), "the first poll still waits");
+    app.ingest(&key, &opens(1)).await;
+    assert_eq!(recipients(&first.await.unwrap()), vec!["r0@x.test"]);
 }
 
 async fn auth_failures_are_401_or_403(b: Backend) {
