@@ -66,6 +66,11 @@ enum Outcome {
 }
 
 impl Outcome {
+    /// Our own failure, with nothing more to say to the caller.
+    fn failed() -> Outcome {
+        Outcome::System("the server failed; the request may be retried".into())
+    }
+
     fn invalid(field: &str, message: impl Into<String>) -> Outcome {
         Outcome::Validation(vec![(field.to_string(), MapValue::Str(message.into()))])
     }
@@ -87,7 +92,7 @@ fn system(e: StoreError) -> Outcome {
         StoreError::Pool(_) | StoreError::Connect(_) => {
             Outcome::System("the database is unavailable; retry shortly".into())
         }
-        _ => Outcome::System("the server failed; the request may be retried".into()),
+        _ => Outcome::failed(),
     }
 }
 
@@ -164,7 +169,7 @@ async fn dispatch(st: &web::Data<AppState>, p: Parts) -> Outcome {
                 match web::block(move || store.delete_paint_context(account_id, &hash)).await {
                     Ok(Ok(_)) => Outcome::Success(MapValue::Map(vec![])),
                     Ok(Err(e)) => system(e),
-                    Err(_) => Outcome::System("the server failed; the request may be retried".into()),
+                    Err(_) => Outcome::failed(),
                 }
             }
             Err(o) => o,
@@ -203,7 +208,7 @@ async fn context(st: &web::Data<AppState>, id: &MapValue) -> Result<(i64, String
         Ok(Ok(true)) => Ok((account_id, hash)),
         Ok(Ok(false)) => Err(Outcome::Security(BAD_CONTEXT.into())),
         Ok(Err(e)) => Err(system(e)),
-        Err(_) => Err(Outcome::System("the server failed; the request may be retried".into())),
+        Err(_) => Err(Outcome::failed()),
     }
 }
 
@@ -264,7 +269,7 @@ async fn login(st: &web::Data<AppState>, entity: &MapValue) -> Outcome {
         )])),
         Ok(Ok(None)) => Outcome::Security("invalid user name or password".into()),
         Ok(Err(e)) => system(e),
-        Err(_) => Outcome::System("the server failed; the request may be retried".into()),
+        Err(_) => Outcome::failed(),
     }
 }
 
