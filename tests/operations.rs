@@ -191,6 +191,52 @@ async fn logs_never_show_secrets(b: Backend) {
         .send()
         .await
         .unwrap();
+    // The key in a WS-Security header, in a PAINT login; the PAINT context id.
+    let soap = |path: &'static str, body: String| {
+        client
+            .post(format!("{base}{path}"))
+            .header("Content-Type", "text/xml; charset=utf-8")
+            .body(format!(
+                r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/">{body}</s:Envelope>"#
+            ))
+            .send()
+    };
+    let ws = format!(
+        r#"<s:Header><w:Security xmlns:w="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd">
+        <w:UsernameToken><w:Username>acme</w:Username><w:Password>{key}</w:Password></w:UsernameToken></w:Security>
+        </s:Header><s:Body><getQueueStatus xmlns="urn:eventd:eventNotification"/></s:Body>"#
+    );
+    assert_eq!(soap("/soap/eventNotification", ws).await.unwrap().status(), 200);
+    let paint = |ctx: &str, class: &str, process: &str, data: &str| {
+        format!(
+            r#"<s:Body><p:handleRequest xmlns:p="urn:localhost-paint"><contextId>{ctx}</contextId>
+            <className>{class}</className><processName>{process}</processName>{data}</p:handleRequest></s:Body>"#
+        )
+    };
+    let login = format!(
+        "<entityData><item><key>userName</key><value>acme</value></item>\
+         <item><key>password</key><value>{key}</value></item></entityData>"
+    );
+    let r = soap("/soap/paint", paint("", "bus_facade_context", "login", &login))
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    let env = eventd::soapxml::envelope::parse_envelope(text.as_bytes()).unwrap();
+    let answer = eventd::soapxml::map::decode(&env.body.children[0]).unwrap();
+    let ctx = answer
+        .get("resultData")
+        .and_then(|d| d.get("bus_entity_context"))
+        .and_then(|c| c.get("beanId"))
+        .and_then(|id| id.as_text())
+        .unwrap_or_else(|| panic!("no context id: {text}"))
+        .into_owned();
+    let get = "<processData><item><key>markAsReadInd</key><value>N</value></item></processData>";
+    let r = soap(
+        "/soap/paint",
+        paint(&ctx, "bus_facade_eventNotification", "getBatch", get),
+    )
+    .await;
+    assert!(r.unwrap().text().await.unwrap().contains("success"));
     sigterm(&child);
     let status = child.wait().unwrap();
     assert!(status.success());
@@ -206,7 +252,8 @@ async fn logs_never_show_secrets(b: Backend) {
             .any(|l| l.contains("request_id") && l.contains("/v1/batches")),
         "request lines carry a request id"
     );
-    for secret in [key.as_str(), ADMIN, "evk_not_a_real_key_but_secret"] {
+    let ctx_secret = ctx.split_once('-').unwrap().1;
+    for secret in [key.as_str(), ADMIN, "evk_not_a_real_key_but_secret", ctx_secret] {
         assert!(!log.contains(secret), "a secret leaked into the log");
     }
     let basic = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("acme:{key}"));
