@@ -543,6 +543,13 @@ async fn revoked_key_stops_working(b: Backend) {
     assert!(!keys.to_string().contains(&second), "secrets are never listed");
 
     let key_id = v["id"].as_str().unwrap();
+    // Unknown accounts are 404; a key is revoked only through its own account.
+    assert_eq!(app.post_empty("/v1/accounts/999999/keys", ADMIN).await.status(), 404);
+    assert_eq!(app.get("/v1/accounts/999999/keys", ADMIN).await.status(), 404);
+    let (other, _) = app.create_account("other").await;
+    let r = app.delete(&format!("/v1/accounts/{other}/keys/{key_id}"), ADMIN).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(app.get("/v1/queue", &second).await.status(), 200);
     let r = app.delete(&format!("/v1/accounts/{id}/keys/{key_id}"), ADMIN).await;
     assert_eq!(r.status(), 204);
     assert_eq!(app.get("/v1/queue", &second).await.status(), 401);
