@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{opens, spawn_app, Backend, TestApp};
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
@@ -35,6 +35,14 @@ fn tool(what: &str, program: PathBuf, probe: &[&str], how: &str) -> Option<PathB
 
 fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop").join(name)
+}
+
+/// An OPEN for r0@x.test, then a CLICK for c@x.test (a URL with `&`) with `data`.
+async fn ingest_open_and_click(app: &TestApp, key: &str, data: Value) {
+    app.ingest(key, &json!({"trigger": "OPEN", "recipient": "r0@x.test"}))
+        .await;
+    let click = json!({"trigger": "CLICK", "recipient": "c@x.test", "url": "https://x.test/a?b=1&c=2", "data": data});
+    app.ingest(key, &click).await;
 }
 
 /// Runs a client script (off the async runtime) with `args`, then checks
@@ -114,13 +122,7 @@ async fn php_soapclient_decodes_event_maps() {
     };
     let app = spawn_app(Backend::Sqlite).await;
     let (_, key) = app.create_account("acme").await;
-    app.ingest(&key, &json!({"trigger": "OPEN", "recipient": "r0@x.test"}))
-        .await;
-    app.ingest(
-        &key,
-        &json!({"trigger": "CLICK", "recipient": "c@x.test", "url": "https://x.test/a?b=1&c=2", "data": {"geo": "FR"}}),
-    )
-    .await;
+    ingest_open_and_click(&app, &key, json!({"geo": "FR"})).await;
     let args = vec![app.base.clone(), key.clone()];
     run_then_queue_is_empty(&app, &key, php, "event_notification_client.php", args).await;
 }
@@ -132,14 +134,7 @@ async fn php_soapclient_speaks_paint() {
     };
     let app = spawn_app(Backend::Sqlite).await;
     let (_, key) = app.create_account("acme").await;
-    app.ingest(&key, &json!({"trigger": "OPEN", "recipient": "r0@x.test"}))
-        .await;
-    app.ingest(
-        &key,
-        &json!({"trigger": "CLICK", "recipient": "c@x.test", "url": "https://x.test/a?b=1&c=2",
-                "data": {"name": "Smith, \"Jo\"\nx", "city": "Zürich"}}),
-    )
-    .await;
+    ingest_open_and_click(&app, &key, json!({"name": "Smith, \"Jo\"\nx", "city": "Zürich"})).await;
     // The `Y` calls delete what they return.
     let args = vec![app.base.clone(), "acme".to_string(), key.clone()];
     run_then_queue_is_empty(&app, &key, php, "paint_client.php", args).await;
