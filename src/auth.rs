@@ -14,8 +14,9 @@ pub enum Principal {
     Account(Account),
 }
 
-/// Credentials as sent in an `Authorization` header.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Credentials as sent in an `Authorization` header. Their `Debug` form
+/// leaves the secret out, so no `{:?}` can put it in a log.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Credentials {
     Bearer(String),
     /// HTTP Basic: the password is the key; the user name is not checked
@@ -51,6 +52,19 @@ impl Credentials {
             });
         }
         None
+    }
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+            Credentials::Basic { user, .. } => f
+                .debug_struct("Basic")
+                .field("user", user)
+                .field("password", &"<redacted>")
+                .finish(),
+        }
     }
 }
 
@@ -121,5 +135,16 @@ mod tests {
         assert_eq!(Credentials::from_header("Basic !!!"), None);
         assert_eq!(Credentials::from_header("Digest x"), None);
         assert_eq!(Credentials::from_header("Bearer"), None);
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let basic = Credentials::Basic {
+            user: "acme".into(),
+            password: "evk_secret".into(),
+        };
+        for c in [Credentials::Bearer("evk_secret".into()), basic] {
+            assert!(!format!("{c:?}").contains("evk_secret"), "{c:?}");
+        }
     }
 }

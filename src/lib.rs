@@ -1,12 +1,13 @@
 //! eventd: an event notification server. See README.md and
 //! docs/ARCHITECTURE.md. Modules, from the bottom up:
-//! `domain` (pure types and rules) ← `store` (database) ← `auth`, `pull`
-//! (operations every face shares) ← `soapxml` (XML pieces the SOAP faces
+//! `domain` (pure types and rules) ← `store` (database) ← `auth`, `pull`,
+//! `body` (what every face shares) ← `soapxml` (XML pieces the SOAP faces
 //! share) ← faces `api` (JSON), `soap` (eventNotification), `paint` (PAINT
 //! compatibility), which never import each other ← `startup`, `cli`.
 
 pub mod api;
 pub mod auth;
+pub mod body;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -95,10 +95,6 @@ impl Pull {
         Some(WaitSlot(self))
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     pub async fn ingest(&self, account_id: i64, events: Vec<NewEvent>) -> StoreResult<IngestOutcome> {
         let store = self.store.clone();
         let outcome = blocking(move || store.ingest(account_id, &events)).await?;
@@ -243,5 +239,28 @@ impl FetchParams {
             },
             Duration::from_secs_f64(wait),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_applies_defaults_and_refuses_out_of_range_values() {
+        let (req, wait) = FetchParams::default().validate().unwrap();
+        assert_eq!(
+            (req.size, req.consumer.as_str(), req.lease_ms),
+            (DEFAULT_BATCH, "default", 300_000)
+        );
+        assert_eq!((req.triggers, wait), (None, Duration::ZERO));
+        // Non-finite waits would panic in Duration::from_secs_f64: refused first.
+        for w in [f64::NAN, f64::INFINITY, -0.5, 20.5] {
+            let p = FetchParams {
+                wait_seconds: Some(w),
+                ..Default::default()
+            };
+            assert_eq!(p.validate().unwrap_err().field, "wait_seconds", "{w}");
+        }
     }
 }

@@ -8,8 +8,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{opens, spawn_app, Backend};
-use serde_json::json;
+use common::{opens, spawn_app, Backend, TestApp};
+use serde_json::{json, Value};
 
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
@@ -37,7 +37,30 @@ fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop").join(name)
 }
 
-fn run(program: &Path, args: &[&str]) {
+/// An OPEN for r0@x.test, then a CLICK for c@x.test (a URL with `&`) with `data`.
+async fn ingest_open_and_click(app: &TestApp, key: &str, data: Value) {
+    app.ingest(key, &json!({"trigger": "OPEN", "recipient": "r0@x.test"}))
+        .await;
+    let click = json!({"trigger": "CLICK", "recipient": "c@x.test", "url": "https://x.test/a?b=1&c=2", "data": data});
+    app.ingest(key, &click).await;
+}
+
+/// Runs a client script (off the async runtime) with `args`, then checks
+/// that the account's queue is empty: the client marked what it read.
+async fn run_then_queue_is_empty(app: &TestApp, key: &str, program: PathBuf, name: &str, args: Vec<String>) {
+    let script = script(name);
+    tokio::task::spawn_blocking(move || {
+        let mut all = vec![script.to_string_lossy().to_string()];
+        all.extend(args);
+        run(&program, &all)
+    })
+    .await
+    .unwrap();
+    let q = app.queue(key).await;
+    assert_eq!((q["pending"].as_i64(), q["in_flight"].as_i64()), (Some(0), Some(0)));
+}
+
+fn run(program: &Path, args: &[String]) {
     let out = Command::new(program).args(args).output().expect("the client runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -71,15 +94,15 @@ async fn zeep_fetches_reads_and_faults() {
         &json!({"trigger": "CLICK", "recipient": "c@x.test", "url": "https://x.test/a?b=1&c=2", "data": {"geo": "FR"}}),
     )
     .await;
-    let base = app.base.clone();
-    let script = script("zeep_client.py");
-    let k = key.clone();
-    tokio::task::spawn_blocking(move || run(&python, &[script.to_str().unwrap(), &base, &k]))
-        .await
-        .unwrap();
-    // zeep marked its batch read: the queue is empty.
-    let q = app.queue(&key).await;
-    assert_eq!((q["pending"].as_i64(), q["in_flight"].as_i64()), (Some(0), Some(0)));
+    // zeep marks its batch read: the queue is empty after.
+    run_then_queue_is_empty(
+        &app,
+        &key,
+        python,
+        "zeep_client.py",
+        vec![app.base.clone(), key.clone()],
+    )
+    .await;
 }
 
 fn php() -> Option<PathBuf> {
@@ -99,21 +122,9 @@ async fn php_soapclient_decodes_event_maps() {
     };
     let app = spawn_app(Backend::Sqlite).await;
     let (_, key) = app.create_account("acme").await;
-    app.ingest(&key, &json!({"trigger": "OPEN", "recipient": "r0@x.test"}))
-        .await;
-    app.ingest(
-        &key,
-        &json!({"trigger": "CLICK", "recipient": "c@x.test", "url": "https://x.test/a?b=1&c=2", "data": {"geo": "FR"}}),
-    )
-    .await;
-    let base = app.base.clone();
-    let script = script("event_notification_client.php");
-    let k = key.clone();
-    tokio::task::spawn_blocking(move || run(&php, &[script.to_str().unwrap(), &base, &k]))
-        .await
-        .unwrap();
-    let q = app.queue(&key).await;
-    assert_eq!((q["pending"].as_i64(), q["in_flight"].as_i64()), (Some(0), Some(0)));
+    ingest_open_and_click(&app, &key, json!({"geo": "FR"})).await;
+    let args = vec![app.base.clone(), key.clone()];
+    run_then_queue_is_empty(&app, &key, php, "event_notification_client.php", args).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,21 +134,8 @@ async fn php_soapclient_speaks_paint() {
     };
     let app = spawn_app(Backend::Sqlite).await;
     let (_, key) = app.create_account("acme").await;
-    app.ingest(&key, &json!({"trigger": "OPEN", "recipient": "r0@x.test"}))
-        .await;
-    app.ingest(
-        &key,
-        &json!({"trigger": "CLICK", "recipient": "c@x.test", "url": "https://x.test/a?b=1&c=2",
-                "data": {"name": "Smith, \"Jo\"\nx", "city": "Zürich"}}),
-    )
-    .await;
-    let base = app.base.clone();
-    let script = script("paint_client.php");
-    let k = key.clone();
-    tokio::task::spawn_blocking(move || run(&php, &[script.to_str().unwrap(), &base, "acme", &k]))
-        .await
-        .unwrap();
-    // The `Y` calls deleted what they returned.
-    let q = app.queue(&key).await;
-    assert_eq!((q["pending"].as_i64(), q["in_flight"].as_i64()), (Some(0), Some(0)));
+    ingest_open_and_click(&app, &key, json!({"name": "Smith, \"Jo\"\nx", "city": "Zürich"})).await;
+    // The `Y` calls delete what they return.
+    let args = vec![app.base.clone(), "acme".to_string(), key.clone()];
+    run_then_queue_is_empty(&app, &key, php, "paint_client.php", args).await;
 }

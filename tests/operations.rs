@@ -81,15 +81,7 @@ async fn retention_prunes_history_and_expires_old_queue_events(b: Backend) {
     let mut text = String::new();
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        text = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        text = app.get_text("/metrics").await;
         if metric(&text, "eventd_queue_expired_total") >= 3.0 && metric(&text, "eventd_history_pruned_total") >= 5.0 {
             break;
         }
@@ -153,24 +145,33 @@ fn sigterm(child: &std::process::Child) {
     assert!(ok.success());
 }
 
-async fn logs_never_show_secrets(b: Backend) {
-    let (db_url, _tmp) = fresh_database(b);
+/// Starts the binary on a fresh database and creates an account `acme`:
+/// (child, base url, client, its key, the database's guard).
+async fn start_with_account(
+    b: Backend,
+    extra: &[&str],
+) -> (std::process::Child, String, reqwest::Client, String, impl Sized) {
+    let (db_url, tmp) = fresh_database(b);
+    let pg = common::drop_pg_later(b, &db_url);
     let port = free_port();
-    let mut child = start_binary(&db_url, port, &["--log-format", "json"]);
+    let child = start_binary(&db_url, port, extra);
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     wait_up(&client, &base).await;
-    let v: Value = client
+    let r = client
         .post(format!("{base}/v1/accounts"))
         .bearer_auth(ADMIN)
         .json(&json!({"name": "acme"}))
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
+    let v: Value = r.json().await.unwrap();
     let key = v["api_key"].as_str().unwrap().to_string();
+    (child, base, client, key, (tmp, pg))
+}
+
+async fn logs_never_show_secrets(b: Backend) {
+    let (mut child, base, client, key, _db) = start_with_account(b, &["--log-format", "json"]).await;
     client
         .post(format!("{base}/v1/events"))
         .bearer_auth(&key)
@@ -190,6 +191,52 @@ async fn logs_never_show_secrets(b: Backend) {
         .send()
         .await
         .unwrap();
+    // The key in a WS-Security header, in a PAINT login; the PAINT context id.
+    let soap = |path: &'static str, body: String| {
+        client
+            .post(format!("{base}{path}"))
+            .header("Content-Type", "text/xml; charset=utf-8")
+            .body(format!(
+                r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/">{body}</s:Envelope>"#
+            ))
+            .send()
+    };
+    let ws = format!(
+        r#"<s:Header><w:Security xmlns:w="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd">
+        <w:UsernameToken><w:Username>acme</w:Username><w:Password>{key}</w:Password></w:UsernameToken></w:Security>
+        </s:Header><s:Body><getQueueStatus xmlns="urn:eventd:eventNotification"/></s:Body>"#
+    );
+    assert_eq!(soap("/soap/eventNotification", ws).await.unwrap().status(), 200);
+    let paint = |ctx: &str, class: &str, process: &str, data: &str| {
+        format!(
+            r#"<s:Body><p:handleRequest xmlns:p="urn:localhost-paint"><contextId>{ctx}</contextId>
+            <className>{class}</className><processName>{process}</processName>{data}</p:handleRequest></s:Body>"#
+        )
+    };
+    let login = format!(
+        "<entityData><item><key>userName</key><value>acme</value></item>\
+         <item><key>password</key><value>{key}</value></item></entityData>"
+    );
+    let r = soap("/soap/paint", paint("", "bus_facade_context", "login", &login))
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    let env = eventd::soapxml::envelope::parse_envelope(text.as_bytes()).unwrap();
+    let answer = eventd::soapxml::map::decode(&env.body.children[0]).unwrap();
+    let ctx = answer
+        .get("resultData")
+        .and_then(|d| d.get("bus_entity_context"))
+        .and_then(|c| c.get("beanId"))
+        .and_then(|id| id.as_text())
+        .unwrap_or_else(|| panic!("no context id: {text}"))
+        .into_owned();
+    let get = "<processData><item><key>markAsReadInd</key><value>N</value></item></processData>";
+    let r = soap(
+        "/soap/paint",
+        paint(&ctx, "bus_facade_eventNotification", "getBatch", get),
+    )
+    .await;
+    assert!(r.unwrap().text().await.unwrap().contains("success"));
     sigterm(&child);
     let status = child.wait().unwrap();
     assert!(status.success());
@@ -205,32 +252,16 @@ async fn logs_never_show_secrets(b: Backend) {
             .any(|l| l.contains("request_id") && l.contains("/v1/batches")),
         "request lines carry a request id"
     );
-    for secret in [key.as_str(), ADMIN, "evk_not_a_real_key_but_secret"] {
+    let ctx_secret = ctx.split_once('-').unwrap().1;
+    for secret in [key.as_str(), ADMIN, "evk_not_a_real_key_but_secret", ctx_secret] {
         assert!(!log.contains(secret), "a secret leaked into the log");
     }
     let basic = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("acme:{key}"));
     assert!(!log.contains(&basic));
-    drop(common::drop_pg_later(b, &db_url));
 }
 
 async fn sigterm_drains_and_exits_zero(b: Backend) {
-    let (db_url, _tmp) = fresh_database(b);
-    let port = free_port();
-    let mut child = start_binary(&db_url, port, &[]);
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    wait_up(&client, &base).await;
-    let v: Value = client
-        .post(format!("{base}/v1/accounts"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "acme"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = v["api_key"].as_str().unwrap().to_string();
+    let (mut child, base, client, key, _db) = start_with_account(b, &[]).await;
     // A long poll is in flight when the signal arrives: it is answered
     // (empty) rather than cut off, then the process exits 0.
     let (c2, b2, k2) = (client.clone(), base.clone(), key.clone());
@@ -253,5 +284,4 @@ async fn sigterm_drains_and_exits_zero(b: Backend) {
         .await
         .unwrap();
     assert!(status.success(), "exit status {status:?}");
-    drop(common::drop_pg_later(b, &db_url));
 }

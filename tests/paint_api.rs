@@ -166,15 +166,7 @@ impl Batch {
 async fn wsdl_is_rpc_encoded_with_this_servers_address(b: Backend) {
     let app = spawn_app(b).await;
     let file = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/wsdl/paint.wsdl")).unwrap();
-    let served = app
-        .client
-        .get(app.url("/soap/paint?wsdl"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let served = app.get_text("/soap/paint?wsdl").await;
     let here = format!("http://127.0.0.1:{}/soap/paint", app.port);
     assert_eq!(served, file.replace("http://localhost:8080/soap/paint", &here));
     assert!(served.contains(r#"targetNamespace="urn:localhost-paint""#));
@@ -410,6 +402,20 @@ async fn validation_errors_name_the_problem(b: Backend) {
     // Nothing was fetched or deleted by any of them.
     let q = app.queue(&key).await;
     assert_eq!((q["pending"].as_i64(), q["in_flight"].as_i64()), (Some(1), Some(0)));
+
+    // What the sample client sends besides (clientType CLIENT_PULL, encoding
+    // plain, markAsProcessingInd) is accepted; a maxNotifications over
+    // 10,000 is capped, not refused.
+    let params = [
+        ("notificationTypes", "OPEN"),
+        ("maxNotifications", "50000"),
+        ("markAsReadInd", "N"),
+        ("clientType", "CLIENT_PULL"),
+        ("encoding", "plain"),
+        ("markAsProcessingInd", "N"),
+    ];
+    assert_eq!(batch(&get_batch(&app, &ctx, &params).await).count, 1);
+    assert_eq!(app.queue(&key).await["pending"], 1);
 }
 
 async fn hostile_and_malformed_documents_are_client_faults(b: Backend) {
@@ -448,6 +454,19 @@ async fn hostile_and_malformed_documents_are_client_faults(b: Backend) {
         assert!(!msg.contains("root:"));
     }
     assert_eq!(app.queue(&key).await["pending"], 1);
+
+    // Over the body limit: a Client fault too.
+    let small = spawn_app_with(b, &["--max-body-bytes", "2000"]).await;
+    let (status, text) = post(&small, request(None, &"x".repeat(5000), "login", "", "")).await;
+    assert_eq!(status, 400, "{text}");
+    let env = parse_envelope(text.as_bytes()).unwrap();
+    assert_eq!(env.body.child("faultcode").unwrap().text, "soap:Client");
+    assert!(env
+        .body
+        .child("faultstring")
+        .unwrap()
+        .text
+        .contains("exceeds 2000 bytes"));
 }
 
 /// Axis 1 (Java) clients send the maps as `multiRef` siblings of the
@@ -507,6 +526,8 @@ async fn measure_paint_get_batch_y_of_10000() {
         println!("getBatch Y of 10,000: {took:?} ({} bytes)", text.len());
         times.push(took);
     }
-    times.sort();
-    println!("PAINT getBatch Y of 10,000 events, median of 5: {:?}", times[2]);
+    println!(
+        "PAINT getBatch Y of 10,000 events, median of 5: {:?}",
+        common::median(times)
+    );
 }

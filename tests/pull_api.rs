@@ -17,6 +17,7 @@ both!(
     expired_lease_redelivers,
     release_returns_events_at_once,
     long_poll_wakes_on_ingest,
+    long_polls_beyond_max_waiters_answer_at_once,
     auth_failures_are_401_or_403,
     foreign_batch_answers_as_unknown,
     oversize_and_malformed_bodies,
@@ -63,6 +64,10 @@ async fn ingest_fetch_mark_read_empties_the_queue(b: Backend) {
     let r = app.post_empty(&format!("/v1/batches/{id}/read"), &key).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["deleted"], 0);
+    // A batch marked read cannot be released any more.
+    let r = app.post_empty(&format!("/v1/batches/{id}/release"), &key).await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "batch_conflict");
 
     let batch = app.fetch(&key, &json!({})).await;
     assert_eq!(recipients(&batch), vec!["r4@x.test", "c@x.test"]);
@@ -263,6 +268,26 @@ async fn long_poll_wakes_on_ingest(b: Backend) {
     assert_eq!(v["batch_id"], Value::Null);
 }
 
+async fn long_polls_beyond_max_waiters_answer_at_once(b: Backend) {
+    let app = common::spawn_app_with(b, &["--max-waiters", "1"]).await;
+    let (_, key) = app.create_account("acme").await;
+    let (client, url, k) = (app.client.clone(), app.url("/v1/batches"), key.clone());
+    let first = tokio::spawn(async move {
+        let r = client
+            .post(url)
+            .bearer_auth(k)
+            .json(&json!({"wait_seconds": 20, "consumer": "a"}));
+        r.send().await.unwrap().json::<Value>().await.unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The one waiter slot is taken: a second long poll answers empty at once.
+    let second = app.fetch(&key, &json!({"wait_seconds": 20, "consumer": "b"})).await;
+    assert_eq!(second["batch_id"], Value::Null);
+    assert!(!first.is_finished(), "the first poll still waits");
+    app.ingest(&key, &opens(1)).await;
+    assert_eq!(recipients(&first.await.unwrap()), vec!["r0@x.test"]);
+}
+
 async fn auth_failures_are_401_or_403(b: Backend) {
     let app = spawn_app(b).await;
     let (_, key) = app.create_account("acme").await;
@@ -420,13 +445,8 @@ async fn destination_none_keeps_events_out_of_the_queue(b: Backend) {
     let app = spawn_app(b).await;
     let (_, key) = app.create_account("acme").await;
     let r = app
-        .client
-        .put(app.url("/v1/triggers/open"))
-        .bearer_auth(&key)
-        .json(&json!({"destination": "none"}))
-        .send()
-        .await
-        .unwrap();
+        .put("/v1/triggers/open", &key, &json!({"destination": "none"}))
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["destination"], "none");
     let v: Value = app.get("/v1/triggers/OPEN", &key).await.json().await.unwrap();
@@ -447,13 +467,8 @@ async fn destination_none_keeps_events_out_of_the_queue(b: Backend) {
 
     assert_eq!(app.get("/v1/triggers/NOPE", &key).await.status(), 404);
     let r = app
-        .client
-        .put(app.url("/v1/triggers/OPEN"))
-        .bearer_auth(&key)
-        .json(&json!({"destination": "pigeon"}))
-        .send()
-        .await
-        .unwrap();
+        .put("/v1/triggers/OPEN", &key, &json!({"destination": "pigeon"}))
+        .await;
     assert_eq!(r.status(), 422);
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "unknown_destination");
 }
@@ -528,22 +543,17 @@ async fn revoked_key_stops_working(b: Backend) {
     assert!(!keys.to_string().contains(&second), "secrets are never listed");
 
     let key_id = v["id"].as_str().unwrap();
-    let r = app
-        .client
-        .delete(app.url(&format!("/v1/accounts/{id}/keys/{key_id}")))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    // Unknown accounts are 404; a key is revoked only through its own account.
+    assert_eq!(app.post_empty("/v1/accounts/999999/keys", ADMIN).await.status(), 404);
+    assert_eq!(app.get("/v1/accounts/999999/keys", ADMIN).await.status(), 404);
+    let (other, _) = app.create_account("other").await;
+    let r = app.delete(&format!("/v1/accounts/{other}/keys/{key_id}"), ADMIN).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(app.get("/v1/queue", &second).await.status(), 200);
+    let r = app.delete(&format!("/v1/accounts/{id}/keys/{key_id}"), ADMIN).await;
     assert_eq!(r.status(), 204);
     assert_eq!(app.get("/v1/queue", &second).await.status(), 401);
     assert_eq!(app.get("/v1/queue", &first).await.status(), 200);
-    let r = app
-        .client
-        .delete(app.url(&format!("/v1/accounts/{id}/keys/key_nope")))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let r = app.delete(&format!("/v1/accounts/{id}/keys/key_nope"), ADMIN).await;
     assert_eq!(r.status(), 404);
 }

@@ -7,12 +7,12 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
-use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::error::ApiError;
 use crate::auth::{Credentials, Principal};
+use crate::body::{content_type, read_limited, BodyError};
 use crate::startup::AppState;
 use crate::store::accounts::Account;
 
@@ -36,23 +36,28 @@ async fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
         .map_err(ApiError::from)
 }
 
+type Extracted<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
+
+/// Authenticates the caller and lets `accept` take the principal or refuse it.
+fn extract_principal<T: 'static>(req: &HttpRequest, accept: fn(Principal) -> Result<T, ApiError>) -> Extracted<T> {
+    let req = req.clone();
+    Box::pin(async move { accept(authenticate(&req).await?) })
+}
+
 /// The calling account (an API key). The operator token is refused here.
 pub struct AccountAuth(pub Account);
 
 impl FromRequest for AccountAuth {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future = Extracted<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            match authenticate(&req).await? {
-                Principal::Account(a) => Ok(AccountAuth(a)),
-                Principal::Operator => Err(ApiError::forbidden(
-                    "account_key_required",
-                    "this endpoint needs an account's API key, not the operator token",
-                )),
-            }
+        extract_principal(req, |p| match p {
+            Principal::Account(a) => Ok(AccountAuth(a)),
+            Principal::Operator => Err(ApiError::forbidden(
+                "account_key_required",
+                "this endpoint needs an account's API key, not the operator token",
+            )),
         })
     }
 }
@@ -62,50 +67,30 @@ pub struct OperatorAuth;
 
 impl FromRequest for OperatorAuth {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future = Extracted<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            match authenticate(&req).await? {
-                Principal::Operator => Ok(OperatorAuth),
-                Principal::Account(_) => Err(ApiError::forbidden(
-                    "operator_required",
-                    "this endpoint needs the operator token (EVENTD_ADMIN_TOKEN)",
-                )),
-            }
+        extract_principal(req, |p| match p {
+            Principal::Operator => Ok(OperatorAuth),
+            Principal::Account(_) => Err(ApiError::forbidden(
+                "operator_required",
+                "this endpoint needs the operator token (EVENTD_ADMIN_TOKEN)",
+            )),
         })
     }
 }
 
 /// Reads the body up to the configured limit. `Ok(None)` when it is empty.
-pub async fn read_json(req: &HttpRequest, mut payload: web::Payload) -> Result<Option<Value>, ApiError> {
+pub async fn read_json(req: &HttpRequest, payload: web::Payload) -> Result<Option<Value>, ApiError> {
     let limit = state(req).settings.max_body_bytes;
-    let too_large = || ApiError::too_large("body_too_large", format!("the request body exceeds {limit} bytes"));
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request("bad_body", format!("could not read the body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = read_limited(req, payload, limit).await.map_err(|e| match e {
+        BodyError::TooLarge(_) => ApiError::too_large("body_too_large", e.to_string()),
+        BodyError::Unreadable(_) => ApiError::bad_request("bad_body", e.to_string()),
+    })?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let ct = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let ct = content_type(req);
     let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if !(mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))) {
         return Err(ApiError::new(

@@ -46,11 +46,9 @@ pub struct QueueView {
     ))]
 pub async fn status(AccountAuth(account): AccountAuth, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let s = state(&req).pull.status(account.id).await?;
+    let (pending, in_flight) = s.totals();
     let mut triggers = BTreeMap::new();
-    let (mut pending, mut in_flight) = (0, 0);
     for d in &s.triggers {
-        pending += d.pending;
-        in_flight += d.in_flight;
         triggers.insert(
             d.trigger.as_str().to_string(),
             Depth {
@@ -62,7 +60,7 @@ pub async fn status(AccountAuth(account): AccountAuth, req: HttpRequest) -> Resu
     Ok(HttpResponse::Ok().json(QueueView {
         pending,
         in_flight,
-        oldest_pending_age_seconds: s.oldest_pending_ms.map(|t| ((now_ms() - t).max(0) as f64) / 1000.0),
+        oldest_pending_age_seconds: s.oldest_pending_age_seconds(now_ms()),
         triggers,
         open_batches: s
             .open_batches

@@ -28,7 +28,12 @@ use crate::store::StoreError;
 pub const NS: &str = "urn:localhost-paint";
 pub const PATH: &str = "/soap/paint";
 pub const WSDL: &str = include_str!("../../wsdl/paint.wsdl");
-const WSDL_ADDRESS: &str = "http://localhost:8080/soap/paint";
+const SERVICE: soaphttp::Service = soaphttp::Service {
+    name: "PAINT",
+    path: PATH,
+    wsdl: WSDL,
+    wsdl_address: "http://localhost:8080/soap/paint",
+};
 
 /// Events per getBatch when maxNotifications is nil.
 pub const DEFAULT_MAX_NOTIFICATIONS: i64 = 1_000;
@@ -48,12 +53,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn wsdl(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
-    if !soaphttp::wants_wsdl(&req) {
-        return HttpResponse::NotFound()
-            .content_type("text/plain; charset=utf-8")
-            .body(format!("POST PAINT requests here; the WSDL is at {PATH}?wsdl\n"));
-    }
-    soaphttp::wsdl_response(&req, st.settings.public_url.as_deref(), WSDL, WSDL_ADDRESS, PATH)
+    soaphttp::get_wsdl(&req, st.settings.public_url.as_deref(), &SERVICE)
 }
 
 /// What `result` says, and `resultData`.
@@ -66,6 +66,11 @@ enum Outcome {
 }
 
 impl Outcome {
+    /// Our own failure, with nothing more to say to the caller.
+    fn failed() -> Outcome {
+        Outcome::System("the server failed; the request may be retried".into())
+    }
+
     fn invalid(field: &str, message: impl Into<String>) -> Outcome {
         Outcome::Validation(vec![(field.to_string(), MapValue::Str(message.into()))])
     }
@@ -87,7 +92,7 @@ fn system(e: StoreError) -> Outcome {
         StoreError::Pool(_) | StoreError::Connect(_) => {
             Outcome::System("the database is unavailable; retry shortly".into())
         }
-        _ => Outcome::System("the server failed; the request may be retried".into()),
+        _ => Outcome::failed(),
     }
 }
 
@@ -97,14 +102,9 @@ fn client_fault(v: envelope::SoapVersion, message: &str) -> HttpResponse {
 }
 
 async fn handle(req: HttpRequest, body: web::Payload, st: web::Data<AppState>) -> HttpResponse {
-    let fallback = envelope::SoapVersion::from_content_type(soaphttp::content_type(&req));
-    let bytes = match soaphttp::read_body(&req, body, st.settings.max_body_bytes).await {
-        Ok(b) => b,
-        Err(m) => return client_fault(fallback, &m),
-    };
-    let env = match envelope::parse_envelope(&bytes) {
+    let env = match soaphttp::read_envelope(&req, body, st.settings.max_body_bytes).await {
         Ok(e) => e,
-        Err(e) => return client_fault(fallback, &e.to_string()),
+        Err((v, m)) => return client_fault(v, &m),
     };
     let v = env.version;
     if let Some(h) = envelope::not_understood(&env, |_| false) {
@@ -169,7 +169,7 @@ async fn dispatch(st: &web::Data<AppState>, p: Parts) -> Outcome {
                 match web::block(move || store.delete_paint_context(account_id, &hash)).await {
                     Ok(Ok(_)) => Outcome::Success(MapValue::Map(vec![])),
                     Ok(Err(e)) => system(e),
-                    Err(_) => Outcome::System("the server failed; the request may be retried".into()),
+                    Err(_) => Outcome::failed(),
                 }
             }
             Err(o) => o,
@@ -208,7 +208,7 @@ async fn context(st: &web::Data<AppState>, id: &MapValue) -> Result<(i64, String
         Ok(Ok(true)) => Ok((account_id, hash)),
         Ok(Ok(false)) => Err(Outcome::Security(BAD_CONTEXT.into())),
         Ok(Err(e)) => Err(system(e)),
-        Err(_) => Err(Outcome::System("the server failed; the request may be retried".into())),
+        Err(_) => Err(Outcome::failed()),
     }
 }
 
@@ -269,7 +269,7 @@ async fn login(st: &web::Data<AppState>, entity: &MapValue) -> Outcome {
         )])),
         Ok(Ok(None)) => Outcome::Security("invalid user name or password".into()),
         Ok(Err(e)) => system(e),
-        Err(_) => Outcome::System("the server failed; the request may be retried".into()),
+        Err(_) => Outcome::failed(),
     }
 }
 

@@ -19,8 +19,12 @@ use crate::store::StoreError;
 pub const NS: &str = "urn:eventd:eventNotification";
 pub const PATH: &str = "/soap/eventNotification";
 pub const WSDL: &str = include_str!("../../wsdl/eventNotification.wsdl");
-/// The address in the WSDL file, replaced by this server's when served.
-const WSDL_ADDRESS: &str = "http://localhost:8080/soap/eventNotification";
+const SERVICE: soaphttp::Service = soaphttp::Service {
+    name: "SOAP",
+    path: PATH,
+    wsdl: WSDL,
+    wsdl_address: "http://localhost:8080/soap/eventNotification",
+};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -31,12 +35,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn wsdl(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
-    if !soaphttp::wants_wsdl(&req) {
-        return HttpResponse::NotFound()
-            .content_type("text/plain; charset=utf-8")
-            .body(format!("POST SOAP requests here; the WSDL is at {PATH}?wsdl\n"));
-    }
-    soaphttp::wsdl_response(&req, st.settings.public_url.as_deref(), WSDL, WSDL_ADDRESS, PATH)
+    soaphttp::get_wsdl(&req, st.settings.public_url.as_deref(), &SERVICE)
 }
 
 /// A fault to answer with: whose fault it is and what went wrong.
@@ -94,14 +93,9 @@ impl From<StoreError> for Fault {
 }
 
 async fn handle(req: HttpRequest, body: web::Payload, st: web::Data<AppState>) -> HttpResponse {
-    let fallback = SoapVersion::from_content_type(soaphttp::content_type(&req));
-    let bytes = match soaphttp::read_body(&req, body, st.settings.max_body_bytes).await {
-        Ok(b) => b,
-        Err(m) => return soaphttp::fault(fallback, FaultCode::Client, &m),
-    };
-    let env = match envelope::parse_envelope(&bytes) {
+    let env = match soaphttp::read_envelope(&req, body, st.settings.max_body_bytes).await {
         Ok(e) => e,
-        Err(e) => return soaphttp::fault(fallback, FaultCode::Client, &e.to_string()),
+        Err((v, m)) => return soaphttp::fault(v, FaultCode::Client, &m),
     };
     let version = env.version;
     match serve(&req, &st, &env).await {
@@ -237,9 +231,6 @@ fn fetch_params(op: &Element) -> Result<FetchParams, Fault> {
                         a.trimmed()
                     ))
                 })?;
-                if !w.is_finite() {
-                    return Err(Fault::client("invalid argument waitSeconds: must be a finite number"));
-                }
                 p.wait_seconds = Some(w);
             }
             other => {

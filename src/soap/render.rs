@@ -66,14 +66,12 @@ pub fn count_response(v: SoapVersion, element: &str, batch_id: &str, field: &str
 pub fn status_response(v: SoapVersion, s: &QueueStatus) -> String {
     let mut out = String::with_capacity(2048);
     envelope::start(&mut out, v, &[("tns", NS)]);
-    let pending: i64 = s.triggers.iter().map(|t| t.pending).sum();
-    let in_flight: i64 = s.triggers.iter().map(|t| t.in_flight).sum();
+    let (pending, in_flight) = s.totals();
     let _ = write!(
         out,
         "<tns:getQueueStatusResponse><tns:pending>{pending}</tns:pending><tns:inFlight>{in_flight}</tns:inFlight>"
     );
-    if let Some(t) = s.oldest_pending_ms {
-        let age = ((now_ms() - t).max(0) as f64) / 1000.0;
+    if let Some(age) = s.oldest_pending_age_seconds(now_ms()) {
         let _ = write!(out, "<tns:oldestPendingAgeSeconds>{age}</tns:oldestPendingAgeSeconds>");
     }
     for d in &s.triggers {

@@ -1,43 +1,28 @@
-//! HTTP plumbing both SOAP faces share: bounded body reading, responses
-//! and faults with the right status and media type, WSDL addresses.
+//! HTTP plumbing both SOAP faces share: reading a request envelope,
+//! responses and faults with the right status and media type, serving a
+//! WSDL with this server's address.
 
 use actix_web::http::{header, StatusCode};
-use actix_web::web::{self, Bytes, BytesMut};
+use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 
-use super::envelope::{self, FaultCode, SoapVersion};
+use super::envelope::{self, Envelope, FaultCode, SoapVersion};
 use super::write::escape;
+use crate::body::{content_type, read_limited};
 
-/// Reads the request body up to `limit` bytes; `Err` is a message for a
-/// Client fault.
-pub async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Bytes, String> {
-    let too_large = || format!("the request body exceeds {limit} bytes");
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| format!("could not read the body: {e}"))?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
-}
-
-/// The request's Content-Type header value ("" if none).
-pub fn content_type(req: &HttpRequest) -> &str {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
+/// Reads and parses a request envelope of at most `limit` bytes. `Err`
+/// holds the version to answer in (from the Content-Type, as the document
+/// could not say) and the message of a Client fault.
+pub async fn read_envelope(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<Envelope, (SoapVersion, String)> {
+    let fallback = SoapVersion::from_content_type(content_type(req));
+    let bytes = read_limited(req, payload, limit)
+        .await
+        .map_err(|e| (fallback, e.to_string()))?;
+    envelope::parse_envelope(&bytes).map_err(|e| (fallback, e.to_string()))
 }
 
 pub fn respond(version: SoapVersion, status: StatusCode, body: String) -> HttpResponse {
@@ -75,7 +60,7 @@ pub fn unauthorized(version: SoapVersion, message: &str) -> HttpResponse {
 }
 
 /// `?wsdl` (any case, with or without a value).
-pub fn wants_wsdl(req: &HttpRequest) -> bool {
+fn wants_wsdl(req: &HttpRequest) -> bool {
     req.query_string()
         .split('&')
         .any(|p| p.split('=').next().is_some_and(|k| k.eq_ignore_ascii_case("wsdl")))
@@ -83,7 +68,7 @@ pub fn wants_wsdl(req: &HttpRequest) -> bool {
 
 /// Base URL clients reach this server at: the configured public URL, else
 /// the request's scheme and Host header. Escaped for an XML attribute.
-pub fn base_url(req: &HttpRequest, public_url: Option<&str>) -> String {
+fn base_url(req: &HttpRequest, public_url: Option<&str>) -> String {
     let base = match public_url.map(str::trim).filter(|u| !u.is_empty()) {
         Some(u) => u.trim_end_matches('/').to_string(),
         None => {
@@ -94,17 +79,29 @@ pub fn base_url(req: &HttpRequest, public_url: Option<&str>) -> String {
     escape(&base)
 }
 
-/// Serves a WSDL whose `placeholder` address is replaced with this
-/// server's `path`.
-pub fn wsdl_response(
-    req: &HttpRequest,
-    public_url: Option<&str>,
-    wsdl: &str,
-    placeholder: &str,
-    path: &str,
-) -> HttpResponse {
-    let address = format!("{}{}", base_url(req, public_url), path);
+/// A SOAP service's endpoint and WSDL.
+pub struct Service {
+    /// What to call it in the hint for a GET without `?wsdl`.
+    pub name: &'static str,
+    pub path: &'static str,
+    pub wsdl: &'static str,
+    /// The address written in the WSDL file, replaced by this server's.
+    pub wsdl_address: &'static str,
+}
+
+/// `GET path?wsdl`: the WSDL with this server's address (the configured
+/// public URL, else the request's host); without `?wsdl`, a 404 hint.
+pub fn get_wsdl(req: &HttpRequest, public_url: Option<&str>, s: &Service) -> HttpResponse {
+    if !wants_wsdl(req) {
+        return HttpResponse::NotFound()
+            .content_type("text/plain; charset=utf-8")
+            .body(format!(
+                "POST {} requests here; the WSDL is at {}?wsdl\n",
+                s.name, s.path
+            ));
+    }
+    let address = format!("{}{}", base_url(req, public_url), s.path);
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/xml; charset=utf-8"))
-        .body(wsdl.replace(placeholder, &address))
+        .body(s.wsdl.replace(s.wsdl_address, &address))
 }

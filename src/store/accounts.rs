@@ -37,11 +37,21 @@ struct NewKey {
     created_at: i64,
 }
 
-/// A freshly created key: the only time its secret is known.
-#[derive(Debug, Clone)]
+/// A freshly created key: the only time its secret is known (which its
+/// `Debug` form leaves out).
+#[derive(Clone)]
 pub struct CreatedKey {
     pub id: String,
     pub secret: String,
+}
+
+impl std::fmt::Debug for CreatedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedKey")
+            .field("id", &self.id)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
 }
 
 fn new_key(account_id: i64) -> (NewKey, CreatedKey) {

@@ -204,6 +204,20 @@ pub struct QueueStatus {
     pub open_batches: Vec<OpenBatch>,
 }
 
+impl QueueStatus {
+    /// (pending, in flight) over every trigger.
+    pub fn totals(&self) -> (i64, i64) {
+        self.triggers
+            .iter()
+            .fold((0, 0), |(p, f), d| (p + d.pending, f + d.in_flight))
+    }
+
+    /// How long the oldest pending event has waited at `now_ms`, in seconds.
+    pub fn oldest_pending_age_seconds(&self, now_ms: i64) -> Option<f64> {
+        self.oldest_pending_ms.map(|t| (now_ms - t).max(0) as f64 / 1000.0)
+    }
+}
+
 impl Store {
     /// Claims a batch for a consumer, or returns the consumer's open batch
     /// again. `Ok(None)` when nothing is pending.

@@ -162,6 +162,37 @@ impl TestApp {
         self.client.get(self.url(path)).bearer_auth(key).send().await.unwrap()
     }
 
+    /// GET without credentials (WSDLs, /metrics); returns the body text.
+    pub async fn get_text(&self, path: &str) -> String {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    pub async fn put(&self, path: &str, key: &str, body: &Value) -> Response {
+        self.client
+            .put(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, path: &str, key: &str) -> Response {
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Ingests and asserts 202; returns the response body.
     pub async fn ingest(&self, key: &str, events: &Value) -> Value {
         let r = self.post("/v1/events", key, events).await;
@@ -200,6 +231,12 @@ pub fn recipients(batch: &Value) -> Vec<String> {
         .iter()
         .map(|e| e["recipient"].as_str().unwrap_or("").to_string())
         .collect()
+}
+
+/// The median of measured durations (for the ignored measurement tests).
+pub fn median(mut times: Vec<std::time::Duration>) -> std::time::Duration {
+    times.sort();
+    times[times.len() / 2]
 }
 
 /// For databases made with [`fresh_database`] outside [`spawn_app`]: drops
