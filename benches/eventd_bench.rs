@@ -54,7 +54,9 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if let Some(db) = &self.pg_db {
-            if let Ok(mut c) = PgConnection::establish(&format!("{}/postgres", pg_base())) {
+            if let Ok(mut c) =
+                PgConnection::establish(&format!("{}/postgres?sslmode=disable&gssencmode=disable", pg_base()))
+            {
                 let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&mut c);
             }
         }
@@ -78,12 +80,16 @@ fn database(backend: &str, dir: &tempfile::TempDir) -> (String, Option<String>) 
         return (dir.path().join("bench.db").to_string_lossy().into(), None);
     }
     let name = format!("eventd_bench_{}", std::process::id());
-    let mut c = PgConnection::establish(&format!("{}/postgres", pg_base())).expect("PostgreSQL reachable");
+    let mut c = PgConnection::establish(&format!("{}/postgres?sslmode=disable&gssencmode=disable", pg_base()))
+        .expect("PostgreSQL reachable");
     let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c);
     diesel::sql_query(format!("CREATE DATABASE {name}"))
         .execute(&mut c)
         .unwrap();
-    (format!("{}/{name}", pg_base()), Some(name))
+    (
+        format!("{}/{name}?sslmode=disable&gssencmode=disable", pg_base()),
+        Some(name),
+    )
 }
 
 async fn start(backend: &str) -> Server {

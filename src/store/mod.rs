@@ -87,6 +87,19 @@ impl StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// libpq negotiates GSSAPI transport encryption by default, which loads
+/// Kerberos; its thread-specific-data destructors then abort the process
+/// (`krb5int_getspecific` assertion) when it exits while pool threads still
+/// hold connections (seen in our test runs). eventd does not use GSSAPI
+/// encryption unless the URL asks for it with `gssencmode=…`.
+fn pg_conninfo(url: &str) -> String {
+    if url.contains("gssencmode=") {
+        return url.to_string();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}gssencmode=disable")
+}
+
 /// Opens connections of the backend the URL names (never guessing: a
 /// PostgreSQL URL that fails to connect is an error, not a SQLite file).
 #[derive(Debug, Clone)]
@@ -150,7 +163,10 @@ impl Store {
     pub fn connect(url: &str, pool_size: u32) -> StoreResult<Store> {
         let backend = Backend::of_url(url);
         let manager = Manager {
-            url: url.to_string(),
+            url: match backend {
+                Backend::Postgres => pg_conninfo(url),
+                Backend::Sqlite => url.to_string(),
+            },
             backend,
         };
         if backend == Backend::Sqlite {
@@ -229,5 +245,23 @@ impl Store {
         let mut c = self.reader()?;
         diesel::connection::SimpleConnection::batch_execute(&mut *c, "SELECT 1")?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pg_conninfo;
+
+    #[test]
+    fn gss_encryption_is_off_unless_asked_for() {
+        assert_eq!(pg_conninfo("postgres://h/db"), "postgres://h/db?gssencmode=disable");
+        assert_eq!(
+            pg_conninfo("postgres://h/db?sslmode=require"),
+            "postgres://h/db?sslmode=require&gssencmode=disable"
+        );
+        assert_eq!(
+            pg_conninfo("postgres://h/db?gssencmode=prefer"),
+            "postgres://h/db?gssencmode=prefer"
+        );
     }
 }

@@ -41,6 +41,20 @@ pub fn pg_base() -> String {
     std::env::var("EVENTD_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
 }
 
+/// The URL of one database on the test server. TLS and GSSAPI are off:
+/// libpq would otherwise load OpenSSL and Kerberos, whose exit-time cleanup
+/// can abort the test process while test servers' threads still hold
+/// connections (seen: `krb5int_getspecific` assertion).
+pub fn pg_url(db: &str) -> String {
+    format!("{}/{db}?sslmode=disable&gssencmode=disable", pg_base())
+}
+
+/// The database name in a URL made by [`pg_url`].
+fn db_name(url: &str) -> String {
+    let last = url.rsplit('/').next().unwrap_or_default();
+    last.split('?').next().unwrap_or_default().to_string()
+}
+
 struct PgDb {
     name: String,
 }
@@ -49,7 +63,7 @@ impl Drop for PgDb {
     fn drop(&mut self) {
         let name = self.name.clone();
         let _ = std::thread::spawn(move || {
-            if let Ok(mut c) = PgConnection::establish(&format!("{}/postgres", pg_base())) {
+            if let Ok(mut c) = PgConnection::establish(&pg_url("postgres")) {
                 let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c);
             }
         })
@@ -76,12 +90,12 @@ pub fn fresh_database(backend: Backend) -> (String, Option<tempfile::TempDir>) {
         }
         Backend::Postgres => {
             let name = format!("eventd_t_{}", uuid::Uuid::now_v7().simple());
-            let mut c = PgConnection::establish(&format!("{}/postgres", pg_base()))
+            let mut c = PgConnection::establish(&pg_url("postgres"))
                 .expect("PostgreSQL must be reachable for the tests (see .ci/run)");
             diesel::sql_query(format!("CREATE DATABASE {name}"))
                 .execute(&mut c)
                 .unwrap();
-            (format!("{}/{name}", pg_base()), None)
+            (pg_url(&name), None)
         }
     }
 }
@@ -93,9 +107,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 /// Starts a server with extra command-line flags.
 pub async fn spawn_app_with(backend: Backend, extra: &[&str]) -> TestApp {
     let (db_url, tmp) = fresh_database(backend);
-    let pg = (backend == Backend::Postgres).then(|| PgDb {
-        name: db_url.rsplit('/').next().unwrap().to_string(),
-    });
+    let pg = (backend == Backend::Postgres).then(|| PgDb { name: db_name(&db_url) });
     let mut args: Vec<String> = vec![
         "--listen".into(),
         "127.0.0.1:0".into(),
@@ -242,7 +254,5 @@ pub fn median(mut times: Vec<std::time::Duration>) -> std::time::Duration {
 /// For databases made with [`fresh_database`] outside [`spawn_app`]: drops
 /// the PostgreSQL database when the returned guard goes.
 pub fn drop_pg_later(backend: Backend, db_url: &str) -> Option<impl Drop> {
-    (backend == Backend::Postgres).then(|| PgDb {
-        name: db_url.rsplit('/').next().unwrap().to_string(),
-    })
+    (backend == Backend::Postgres).then(|| PgDb { name: db_name(&db_url) })
 }
