@@ -254,5 +254,5 @@ pub fn median(mut times: Vec<std::time::Duration>) -> std::time::Duration {
 /// For databases made with [`fresh_database`] outside [`spawn_app`]: drops
 /// the PostgreSQL database when the returned guard goes.
 pub fn drop_pg_later(backend: Backend, db_url: &str) -> Option<impl Drop> {
-    (backend == Backend::Postgres).then(|| PgDb { name: db_name(&db_url) })
+    (backend == Backend::Postgres).then(|| PgDb { name: db_name(db_url) })
 }
