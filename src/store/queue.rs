@@ -149,6 +149,12 @@ fn lock_account(conn: &mut DbConn, account_id: i64) -> QueryResult<()> {
             account_id.rem_euclid(i64::from(i32::MAX))
         ))
         .execute(c)?;
+        // The claim must walk the primary key in seq order and stop after
+        // `size` rows. With stale statistics (a queue that grew since the
+        // last ANALYZE) the planner prefers a bitmap scan of every row of
+        // the account plus a sort: measured 90 ms instead of 14 ms for
+        // 10,000 of 190,000 rows, and it grows with the queue.
+        diesel::sql_query("SET LOCAL enable_bitmapscan = off").execute(c)?;
     }
     Ok(())
 }
@@ -226,8 +232,17 @@ impl Store {
         self.write(|conn| {
             lock_account(conn, account_id)?;
             let cond = available(conn, account_id, now, &req.triggers);
-            let remaining_sql =
-                format!("SELECT COUNT(*) AS n FROM (SELECT 1 FROM pull_queue WHERE {cond} LIMIT {REMAINING_CAP}) t");
+            // Available events after `after` (the batch's last seq: what lies
+            // before it is in this batch or held by others).
+            let remaining = |conn: &mut DbConn, after: i64| {
+                count(
+                    conn,
+                    &format!(
+                        "SELECT COUNT(*) AS n FROM (SELECT 1 FROM pull_queue WHERE {cond} AND seq > {after} \
+                         LIMIT {REMAINING_CAP}) t"
+                    ),
+                )
+            };
             let open: Option<BatchRow> = on_conn!(&mut *conn, |c| batches::table
                 .filter(batches::account_id.eq(account_id))
                 .filter(batches::consumer.eq(&req.consumer))
@@ -247,8 +262,8 @@ impl Store {
                     id: b.id,
                     consumer: b.consumer,
                     expires_at_ms: b.expires_at,
+                    remaining: remaining(conn, rows.last().map_or(0, |r| r.seq))?,
                     payloads: rows.into_iter().map(|r| r.payload).collect(),
-                    remaining: count(conn, &remaining_sql)?,
                     fresh: false,
                 }));
             }
@@ -261,6 +276,7 @@ impl Store {
             if rows.is_empty() {
                 return Ok(None);
             }
+            let left = remaining(conn, rows[rows.len() - 1].seq)?;
             let id = uuid::Uuid::now_v7().to_string();
             let expires_at = now + req.lease_ms;
             let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
@@ -282,7 +298,7 @@ impl Store {
                 consumer: req.consumer.clone(),
                 expires_at_ms: expires_at,
                 payloads: rows.into_iter().map(|r| r.payload).collect(),
-                remaining: count(conn, &remaining_sql)?,
+                remaining: left,
                 fresh: true,
             }))
         })
