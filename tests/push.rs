@@ -971,6 +971,7 @@ async fn a_crashed_workers_claims_expire(b: Backend) {
         error: Some("late".into()),
         response: None,
         kind: OutcomeKind::Failure,
+        config_version: claim.config_version,
     };
     store.complete_deliveries("wrk_crashed", &[late], &[10], 100).unwrap();
     let list = deliveries(&app, &key, "").await;
