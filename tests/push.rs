@@ -16,6 +16,7 @@ both!(
     dead_after_the_schedule_then_replayed,
     suspends_after_consecutive_failures_and_resume_delivers_the_backlog,
     gone_suspends_at_once_and_config_change_resumes,
+    a_gone_answer_from_the_old_url_does_not_suspend_the_new_one,
     backfill_delivers_history_in_order,
     batches_are_json_arrays_of_selected_fields,
     form_and_get_encodings,
@@ -453,6 +454,65 @@ async fn gone_suspends_at_once_and_config_change_resumes(b: Backend) {
     .await;
     let t = get_json(&app, &key, "/v1/triggers/OPEN").await;
     assert_eq!(t["push"]["state"], "active");
+}
+
+/// A request sent to the old URL (claimed before the PUT that changed it)
+/// whose 410 is reported after the PUT neither suspends the destination
+/// again nor counts as a try: its delivery goes to the new URL.
+async fn a_gone_answer_from_the_old_url_does_not_suspend_the_new_one(b: Backend) {
+    use eventd::store::push::{AttemptOutcome, DestinationKey, OutcomeKind};
+    let rx = Receiver::start().await;
+    let app = fast_app(b, &["--no-worker"]).await;
+    let (account, key) = app.create_account("acme").await;
+    push_to(&app, &key, "OPEN", json!({"url": rx.url("gone")})).await;
+    app.ingest(&key, &opens(2)).await;
+    let store = eventd::store::Store::connect(&app.db_url, 2).unwrap();
+    let dest = DestinationKey {
+        account_id: account,
+        trigger: "OPEN".into(),
+    };
+    let lease_until = eventd::domain::time::now_ms() + 600_000;
+    let claim = store.claim_deliveries(&dest, 10, lease_until, "wrk_a").unwrap().unwrap();
+    assert_eq!(claim.rows.len(), 2);
+    let gone = |row: &eventd::store::push::ClaimedRow| AttemptOutcome {
+        dest: dest.clone(),
+        deliveries: vec![(row.id, row.attempts)],
+        url: rx.url("gone"),
+        attempted_at: eventd::domain::time::now_ms(),
+        latency_ms: 1,
+        status_code: Some(410),
+        error: Some("HTTP 410".into()),
+        response: None,
+        kind: OutcomeKind::Gone,
+        config_version: claim.config_version,
+    };
+    // The first 410 suspends the destination.
+    store
+        .complete_deliveries("wrk_a", &[gone(&claim.rows[0])], &[10], 100)
+        .unwrap();
+    let t = get_json(&app, &key, "/v1/triggers/OPEN").await;
+    assert_eq!(t["push"]["state"], "suspended");
+    // The user points the trigger to a new URL; then the second request,
+    // sent to the old URL before that, reports its 410.
+    push_to(&app, &key, "OPEN", json!({"url": rx.url("new")})).await;
+    store
+        .complete_deliveries("wrk_a", &[gone(&claim.rows[1])], &[10], 100)
+        .unwrap();
+    let t = get_json(&app, &key, "/v1/triggers/OPEN").await;
+    assert_eq!(t["push"]["state"], "active");
+    assert_eq!(t["push"]["consecutive_failures"], 0);
+    // Both deliveries go to the new URL, once each.
+    let worker = start_worker(&app, &[]);
+    eventually("both delivered to the new URL", || async {
+        (deliveries(&app, &key, "status=delivered").await.len() == 2).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(rx.hits("new").len(), 2);
+    let t = get_json(&app, &key, "/v1/triggers/OPEN").await;
+    assert_eq!(t["push"]["state"], "active");
+    let list = deliveries(&app, &key, "status=delivered").await;
+    assert!(list.iter().all(|d| d["attempts"] == 1), "{list:?}");
 }
 
 async fn backfill_delivers_history_in_order(b: Backend) {
