@@ -472,7 +472,10 @@ async fn a_gone_answer_from_the_old_url_does_not_suspend_the_new_one(b: Backend)
         trigger: "OPEN".into(),
     };
     let lease_until = eventd::domain::time::now_ms() + 600_000;
-    let claim = store.claim_deliveries(&dest, 10, lease_until, "wrk_a").unwrap().unwrap();
+    let claim = store
+        .claim_deliveries(&dest, 10, lease_until, "wrk_a")
+        .unwrap()
+        .unwrap();
     assert_eq!(claim.rows.len(), 2);
     let gone = |row: &eventd::store::push::ClaimedRow| AttemptOutcome {
         dest: dest.clone(),
