@@ -222,6 +222,7 @@ async fn run(store: Store, webhooks: Webhooks, config: WorkerConfig, mut stop: w
             }
             claimed_any = true;
             st.stopped_until.store(0, Ordering::Relaxed);
+            let config_version = claim.config_version;
             let settings = Arc::new(claim.settings);
             let secret: Arc<[String]> = claim.secrets.into();
             let size = settings.batch_size.max(1) as usize;
@@ -255,6 +256,7 @@ async fn run(store: Store, webhooks: Webhooks, config: WorkerConfig, mut stop: w
                             error: None,
                             response: None,
                             kind: OutcomeKind::Released,
+                            config_version,
                         }
                     } else {
                         let events: Vec<(&str, &str)> = chunk
@@ -283,6 +285,7 @@ async fn run(store: Store, webhooks: Webhooks, config: WorkerConfig, mut stop: w
                             error: answer.error,
                             response: answer.response,
                             kind,
+                            config_version,
                         }
                     };
                     if let Some(counter) = &outcomes {

@@ -109,6 +109,9 @@ pub struct Claim {
     pub secrets: Vec<String>,
     /// In id (event) order.
     pub rows: Vec<ClaimedRow>,
+    /// The destination's configuration version when claimed; reported back
+    /// in [`AttemptOutcome::config_version`].
+    pub config_version: i64,
 }
 
 /// How one request ended.
@@ -138,6 +141,11 @@ pub struct AttemptOutcome {
     pub error: Option<String>,
     pub response: Option<String>,
     pub kind: OutcomeKind,
+    /// The [`Claim::config_version`] the request was sent with. When the
+    /// configuration changed (or the destination was resumed) since, a
+    /// failure does not count against the destination and the deliveries
+    /// are tried again at once with the new configuration.
+    pub config_version: i64,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -419,7 +427,7 @@ impl Store {
         let account_id = dest.account_id;
         self.write(|conn| {
             relaxed_commit(conn)?;
-            type Health = (String, String, Option<String>, Option<i64>, String, i64);
+            type Health = (String, String, Option<String>, Option<i64>, String, i64, i64);
             let health: Option<Health> = on_conn!(&mut *conn, |c| push_destinations::table
                 .filter(push_destinations::account_id.eq(account_id))
                 .filter(push_destinations::trigger.eq(trigger.as_str()))
@@ -429,11 +437,12 @@ impl Store {
                     push_destinations::previous_secret,
                     push_destinations::previous_until,
                     push_destinations::state,
-                    push_destinations::paused_until
+                    push_destinations::paused_until,
+                    push_destinations::config_version
                 ))
                 .first(c)
                 .optional())?;
-            let Some((settings, secret, previous, previous_until, state, paused_until)) = health else {
+            let Some((settings, secret, previous, previous_until, state, paused_until, config_version)) = health else {
                 return Ok(None);
             };
             let secrets = secrets(secret, previous, previous_until, now);
@@ -482,6 +491,7 @@ impl Store {
                     settings,
                     secrets,
                     rows: Vec::new(),
+                    config_version,
                 }));
             }
             let list: Vec<String> = ids.iter().map(i64::to_string).collect();
@@ -497,6 +507,7 @@ impl Store {
                 settings,
                 secrets,
                 rows,
+                config_version,
             }))
         })
     }
@@ -532,6 +543,8 @@ impl Store {
             let mut health: HashMap<&DestinationKey, Health> = HashMap::new();
             // Successes are written together: (account, status code) → ids.
             let mut delivered: HashMap<(i64, Option<i64>), Vec<i64>> = HashMap::new();
+            // Each destination's configuration version now.
+            let mut versions: HashMap<&DestinationKey, Option<i64>> = HashMap::new();
             for o in outcomes {
                 let account_id = o.dest.account_id;
                 let ids: Vec<i64> = o.deliveries.iter().map(|(id, _)| *id).collect();
@@ -561,11 +574,40 @@ impl Store {
                     });
                 }
                 let error_text = o.error.clone().map(|e| clip(&e));
-                let h = health.entry(&o.dest).or_default();
                 let mine = deliveries::account_id
                     .eq(account_id)
                     .and(deliveries::id.eq_any(ids.clone()))
                     .and(deliveries::claimed_by.eq(worker));
+                let version = match versions.get(&o.dest) {
+                    Some(v) => *v,
+                    None => {
+                        let v: Option<i64> = on_conn!(&mut *conn, |c| push_destinations::table
+                            .filter(push_destinations::account_id.eq(account_id))
+                            .filter(push_destinations::trigger.eq(&o.dest.trigger))
+                            .select(push_destinations::config_version)
+                            .first(c)
+                            .optional())?;
+                        versions.insert(&o.dest, v);
+                        v
+                    }
+                };
+                if o.kind != OutcomeKind::Success && version.is_some_and(|v| v != o.config_version) {
+                    // Sent with a configuration changed (or resumed) since:
+                    // logged, but neither counted against the destination nor
+                    // as a try; sent again at once with the new configuration.
+                    on_conn!(&mut *conn, |c| diesel::update(deliveries::table.filter(mine))
+                        .set((
+                            deliveries::next_at.eq(now),
+                            deliveries::lease_until.eq(None::<i64>),
+                            deliveries::claimed_by.eq(None::<String>),
+                            deliveries::updated_at.eq(now),
+                            deliveries::last_status_code.eq(o.status_code),
+                            deliveries::last_error.eq(&error_text),
+                        ))
+                        .execute(c))?;
+                    continue;
+                }
+                let h = health.entry(&o.dest).or_default();
                 match &o.kind {
                     OutcomeKind::Success => {
                         h.failures = 0;
@@ -891,6 +933,7 @@ fn resume_destination(conn: &mut DbConn, account_id: i64, trigger: &str, now: i6
         push_destinations::paused_until.eq(0),
         push_destinations::suspended_at.eq(None::<i64>),
         push_destinations::updated_at.eq(now),
+        push_destinations::config_version.eq(push_destinations::config_version + 1),
     ))
     .execute(c))?)
 }

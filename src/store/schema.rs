@@ -94,6 +94,7 @@ diesel::table! {
         suspended_at -> Nullable<BigInt>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        config_version -> BigInt,
     }
 }
 

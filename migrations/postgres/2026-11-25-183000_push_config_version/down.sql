@@ -1,0 +1,1 @@
+ALTER TABLE push_destinations DROP COLUMN config_version;
