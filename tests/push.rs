@@ -157,7 +157,7 @@ impl Receiver {
     }
 }
 
-/// Polls `f` until it returns Some, for up to 30 s.
+/// Polls `f` until it returns Some, for up to 60 s (generous: CI machines are loaded).
 async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
 where
     F: FnMut() -> Fut,
@@ -169,7 +169,7 @@ where
             return v;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(30),
+            start.elapsed() < Duration::from_secs(60),
             "timed out waiting for: {what}"
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
