@@ -4,7 +4,8 @@
 //!     cargo bench --bench eventd_bench -- [--quick] [--backend sqlite|postgres|both] [--big N]
 //!
 //! `--quick` runs small sizes (under a minute, for smoke runs); `--big N`
-//! adds the fetch/ack latency with N events pending (10,000,000 in SPEC §8).
+//! adds the fetch/ack latency with N events pending (10,000,000 in SPEC §8);
+//! `--big-only` skips the other figures.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,6 +20,8 @@ struct Opts {
     quick: bool,
     backends: Vec<&'static str>,
     big: usize,
+    /// Skip the standard figures; only the `--big` measurement.
+    big_only: bool,
 }
 
 fn opts() -> Opts {
@@ -38,6 +41,7 @@ fn opts() -> Opts {
         quick: args.iter().any(|a| a == "--quick"),
         backends,
         big: val("--big").and_then(|v| v.parse().ok()).unwrap_or(0),
+        big_only: args.iter().any(|a| a == "--big-only"),
     }
 }
 
@@ -270,72 +274,74 @@ async fn run(backend: &str, o: &Opts) {
     let key = account(&client, &base, "bench").await;
     let scale = if o.quick { 1 } else { 10 };
 
-    let mut ingest_1000 = 0.0;
-    for (per, conc, total) in [
-        (1usize, 8usize, 2_000 * scale),
-        (100, 4, 20_000 * scale),
-        (1000, 4, 40_000 * scale),
-    ] {
-        let rate = ingest(&client, &base, &key, total, per, conc).await;
-        ingest_1000 = rate;
-        println!("{backend}\tingest batch={per:<5} clients={conc}\t{rate:>10.0} events/s");
-    }
-    // Empty the queue before measuring latencies.
-    while fetch_ack(&client, &base, &key, 10_000).await.1 > 0 {}
-
-    for size in [100usize, 1_000, 10_000] {
-        let reps = if o.quick { 5 } else { 20 };
-        ingest(&client, &base, &key, size * reps, size.min(1000), 2).await;
-        let mut ms = Vec::new();
-        for _ in 0..reps {
-            let (t, n) = fetch_ack(&client, &base, &key, size).await;
-            assert_eq!(n, size);
-            ms.push(t);
+    if !o.big_only {
+        let mut ingest_1000 = 0.0;
+        for (per, conc, total) in [
+            (1usize, 8usize, 2_000 * scale),
+            (100, 4, 20_000 * scale),
+            (1000, 4, 40_000 * scale),
+        ] {
+            let rate = ingest(&client, &base, &key, total, per, conc).await;
+            ingest_1000 = rate;
+            println!("{backend}\tingest batch={per:<5} clients={conc}\t{rate:>10.0} events/s");
         }
-        println!(
-            "{backend}\tfetch+read JSON size={size:<6}\tp50 {:>7.1} ms\tp99 {:>7.1} ms",
-            pct(&mut ms, 0.5),
-            pct(&mut ms, 0.99)
-        );
-        ingest(&client, &base, &key, size * reps, size.min(1000), 2).await;
-        let mut ms = Vec::new();
-        for _ in 0..reps {
-            ms.push(soap_fetch_ack(&client, &base, &key, size).await);
-        }
-        println!(
-            "{backend}\tfetch+read SOAP size={size:<6}\tp50 {:>7.1} ms\tp99 {:>7.1} ms",
-            pct(&mut ms, 0.5),
-            pct(&mut ms, 0.99)
-        );
-        // Whatever SOAP left (it is counted by the JSON drain below).
+        // Empty the queue before measuring latencies.
         while fetch_ack(&client, &base, &key, 10_000).await.1 > 0 {}
-    }
 
-    let drain = if o.quick { 100_000 } else { 1_000_000 };
-    let floor_n = if o.quick { 50_000 } else { 200_000 };
-    ingest(&client, &base, &key, drain, 1000, 4).await;
-    let started = Instant::now();
-    let mut got = 0;
-    loop {
-        let (_, n) = fetch_ack(&client, &base, &key, 10_000).await;
-        if n == 0 {
-            break;
+        for size in [100usize, 1_000, 10_000] {
+            let reps = if o.quick { 5 } else { 20 };
+            ingest(&client, &base, &key, size * reps, size.min(1000), 2).await;
+            let mut ms = Vec::new();
+            for _ in 0..reps {
+                let (t, n) = fetch_ack(&client, &base, &key, size).await;
+                assert_eq!(n, size);
+                ms.push(t);
+            }
+            println!(
+                "{backend}\tfetch+read JSON size={size:<6}\tp50 {:>7.1} ms\tp99 {:>7.1} ms",
+                pct(&mut ms, 0.5),
+                pct(&mut ms, 0.99)
+            );
+            ingest(&client, &base, &key, size * reps, size.min(1000), 2).await;
+            let mut ms = Vec::new();
+            for _ in 0..reps {
+                ms.push(soap_fetch_ack(&client, &base, &key, size).await);
+            }
+            println!(
+                "{backend}\tfetch+read SOAP size={size:<6}\tp50 {:>7.1} ms\tp99 {:>7.1} ms",
+                pct(&mut ms, 0.5),
+                pct(&mut ms, 0.99)
+            );
+            // Whatever SOAP left (it is counted by the JSON drain below).
+            while fetch_ack(&client, &base, &key, 10_000).await.1 > 0 {}
         }
-        got += n;
-    }
-    let drain_secs = started.elapsed().as_secs_f64();
-    println!("{backend}\tdrain {got} events by 10,000\t{drain_secs:>7.2} s");
 
-    // The raw floor: the same rows written and deleted by direct SQL on the
-    // same database, in the same transaction sizes, with no HTTP or JSON.
-    let (ins, del) = floor(&server.url, floor_n);
-    println!("{backend}\tfloor: direct SQL insert (history + queue), 1,000/tx\t{ins:>10.0} events/s");
-    println!("{backend}\tfloor: direct SQL select+delete by 10,000\t{del:>10.0} events/s");
-    println!(
-        "{backend}\teventd vs floor: ingest(1000) {:.0}%  drain {:.0}%",
-        100.0 * ingest_1000 / ins,
-        100.0 * (got as f64 / drain_secs) / del
-    );
+        let drain = if o.quick { 100_000 } else { 1_000_000 };
+        let floor_n = if o.quick { 50_000 } else { 200_000 };
+        ingest(&client, &base, &key, drain, 1000, 4).await;
+        let started = Instant::now();
+        let mut got = 0;
+        loop {
+            let (_, n) = fetch_ack(&client, &base, &key, 10_000).await;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        let drain_secs = started.elapsed().as_secs_f64();
+        println!("{backend}\tdrain {got} events by 10,000\t{drain_secs:>7.2} s");
+
+        // The raw floor: the same rows written and deleted by direct SQL on the
+        // same database, in the same transaction sizes, with no HTTP or JSON.
+        let (ins, del) = floor(&server.url, floor_n);
+        println!("{backend}\tfloor: direct SQL insert (history + queue), 1,000/tx\t{ins:>10.0} events/s");
+        println!("{backend}\tfloor: direct SQL select+delete by 10,000\t{del:>10.0} events/s");
+        println!(
+            "{backend}\teventd vs floor: ingest(1000) {:.0}%  drain {:.0}%",
+            100.0 * ingest_1000 / ins,
+            100.0 * (got as f64 / drain_secs) / del
+        );
+    }
 
     if o.big > 0 {
         let mut empty = Vec::new();
