@@ -110,12 +110,19 @@ pub(super) fn leased_sql(conn: &DbConn, account_id: i64, now: i64) -> String {
     }
 }
 
-/// SQL condition "seq is one of these".
+/// SQL condition "seq is one of these". The range bound keeps the index
+/// scan to the members' span: with `= ANY` alone PostgreSQL 15 walked far
+/// more of a 6M-row index (a 10,000-row mark-read took 1.0-1.4 s; 6 ms with
+/// the bound).
 fn seq_in(conn: &DbConn, seqs: &[i64]) -> String {
     let list = seqs.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let (lo, hi) = (
+        seqs.iter().min().copied().unwrap_or(0),
+        seqs.iter().max().copied().unwrap_or(-1),
+    );
     match conn {
-        DbConn::Pg(_) => format!("seq = ANY('{{{list}}}'::bigint[])"),
-        DbConn::Sqlite(_) => format!("seq IN ({list})"),
+        DbConn::Pg(_) => format!("seq BETWEEN {lo} AND {hi} AND seq = ANY('{{{list}}}'::bigint[])"),
+        DbConn::Sqlite(_) => format!("seq BETWEEN {lo} AND {hi} AND seq IN ({list})"),
     }
 }
 
