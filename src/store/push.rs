@@ -578,6 +578,23 @@ impl Store {
                     .eq(account_id)
                     .and(deliveries::id.eq_any(ids.clone()))
                     .and(deliveries::claimed_by.eq(worker));
+                // Gives this worker's claim back: pending again from `next_at`.
+                macro_rules! unclaim {
+                    ($next_at:expr) => {
+                        on_conn!(&mut *conn, |c| diesel::update(
+                            deliveries::table.filter(mine)
+                        )
+                        .set((
+                            deliveries::next_at.eq($next_at),
+                            deliveries::lease_until.eq(None::<i64>),
+                            deliveries::claimed_by.eq(None::<String>),
+                            deliveries::updated_at.eq(now),
+                            deliveries::last_status_code.eq(o.status_code),
+                            deliveries::last_error.eq(&error_text),
+                        ))
+                        .execute(c))?
+                    };
+                }
                 let version = match versions.get(&o.dest) {
                     Some(v) => *v,
                     None => {
@@ -595,16 +612,7 @@ impl Store {
                     // Sent with a configuration changed (or resumed) since:
                     // logged, but neither counted against the destination nor
                     // as a try; sent again at once with the new configuration.
-                    on_conn!(&mut *conn, |c| diesel::update(deliveries::table.filter(mine))
-                        .set((
-                            deliveries::next_at.eq(now),
-                            deliveries::lease_until.eq(None::<i64>),
-                            deliveries::claimed_by.eq(None::<String>),
-                            deliveries::updated_at.eq(now),
-                            deliveries::last_status_code.eq(o.status_code),
-                            deliveries::last_error.eq(&error_text),
-                        ))
-                        .execute(c))?;
+                    unclaim!(now);
                     continue;
                 }
                 let h = health.entry(&o.dest).or_default();
@@ -617,29 +625,13 @@ impl Store {
                     OutcomeKind::RetryAfter(until) => {
                         h.paused_until = h.paused_until.max(*until);
                         h.last_error = error_text.clone();
-                        on_conn!(&mut *conn, |c| diesel::update(deliveries::table.filter(mine))
-                            .set((
-                                deliveries::next_at.eq(*until),
-                                deliveries::lease_until.eq(None::<i64>),
-                                deliveries::claimed_by.eq(None::<String>),
-                                deliveries::updated_at.eq(now),
-                                deliveries::last_status_code.eq(o.status_code),
-                                deliveries::last_error.eq(&error_text),
-                            ))
-                            .execute(c))?;
+                        unclaim!(*until);
                     }
                     OutcomeKind::Gone => {
                         h.gone = true;
                         h.last_error = error_text.clone();
-                        on_conn!(&mut *conn, |c| diesel::update(deliveries::table.filter(mine))
-                            .set((
-                                deliveries::lease_until.eq(None::<i64>),
-                                deliveries::claimed_by.eq(None::<String>),
-                                deliveries::updated_at.eq(now),
-                                deliveries::last_status_code.eq(o.status_code),
-                                deliveries::last_error.eq(&error_text),
-                            ))
-                            .execute(c))?;
+                        // Suspended now; once resumed, sent at once.
+                        unclaim!(now);
                     }
                     OutcomeKind::Released => {}
                     OutcomeKind::Failure => {
