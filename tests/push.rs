@@ -462,34 +462,18 @@ async fn gone_suspends_at_once_and_config_change_resumes(b: Backend) {
 /// whose 410 is reported after the PUT neither suspends the destination
 /// again nor counts as a try: its delivery goes to the new URL.
 async fn a_gone_answer_from_the_old_url_does_not_suspend_the_new_one(b: Backend) {
-    use eventd::store::push::{AttemptOutcome, DestinationKey, OutcomeKind};
+    use eventd::store::push::OutcomeKind;
     let rx = Receiver::start().await;
-    let app = fast_app(b, &["--no-worker"]).await;
-    let (account, key) = app.create_account("acme").await;
-    push_to(&app, &key, "OPEN", json!({"url": rx.url("gone")})).await;
-    app.ingest(&key, &opens(2)).await;
-    let store = eventd::store::Store::connect(&app.db_url, 2).unwrap();
-    let dest = DestinationKey {
-        account_id: account,
-        trigger: "OPEN".into(),
-    };
-    let lease_until = eventd::domain::time::now_ms() + 600_000;
-    let claim = store
-        .claim_deliveries(&dest, 10, lease_until, "wrk_a")
-        .unwrap()
-        .unwrap();
-    assert_eq!(claim.rows.len(), 2);
-    let gone = |row: &eventd::store::push::ClaimedRow| AttemptOutcome {
-        dest: dest.clone(),
-        deliveries: vec![(row.id, row.attempts)],
-        url: rx.url("gone"),
-        attempted_at: eventd::domain::time::now_ms(),
-        latency_ms: 1,
-        status_code: Some(410),
-        error: Some("HTTP 410".into()),
-        response: None,
-        kind: OutcomeKind::Gone,
-        config_version: claim.config_version,
+    let (app, key, store, dest, claim, _) = two_claimed_on(b, &rx, "gone", 600_000, "wrk_a").await;
+    let gone = |row: &eventd::store::push::ClaimedRow| {
+        outcome(
+            &dest,
+            &claim,
+            std::slice::from_ref(row),
+            rx.url("gone"),
+            410,
+            OutcomeKind::Gone,
+        )
     };
     // The first 410 suspends the destination.
     store
@@ -993,24 +977,10 @@ async fn a_stopping_worker_gives_back_what_it_holds(b: Backend) {
 }
 
 async fn a_crashed_workers_claims_expire(b: Backend) {
-    use eventd::store::push::{AttemptOutcome, DestinationKey, OutcomeKind};
+    use eventd::store::push::OutcomeKind;
     let rx = Receiver::start().await;
-    let app = fast_app(b, &["--no-worker"]).await;
-    let (account, key) = app.create_account("acme").await;
-    push_to(&app, &key, "OPEN", json!({"url": rx.url("after")})).await;
-    app.ingest(&key, &opens(2)).await;
     // A worker claims both, then dies without a word.
-    let store = eventd::store::Store::connect(&app.db_url, 2).unwrap();
-    let dest = DestinationKey {
-        account_id: account,
-        trigger: "OPEN".into(),
-    };
-    let lease_until = eventd::domain::time::now_ms() + 300;
-    let claim = store
-        .claim_deliveries(&dest, 10, lease_until, "wrk_crashed")
-        .unwrap()
-        .unwrap();
-    assert_eq!(claim.rows.len(), 2);
+    let (app, key, store, dest, claim, lease_until) = two_claimed_on(b, &rx, "after", 300, "wrk_crashed").await;
     // Claimed rows are not claimable again while the lease runs.
     assert!(store
         .claim_deliveries(&dest, 10, lease_until, "wrk_other")
@@ -1026,18 +996,14 @@ async fn a_crashed_workers_claims_expire(b: Backend) {
     worker.stop().await;
     assert_eq!(rx.hits("after").len(), 2);
     // A late report from the crashed worker changes nothing.
-    let late = AttemptOutcome {
-        dest,
-        deliveries: claim.rows.iter().map(|r| (r.id, r.attempts)).collect(),
-        url: "http://late.test/".into(),
-        attempted_at: 0,
-        latency_ms: 0,
-        status_code: Some(500),
-        error: Some("late".into()),
-        response: None,
-        kind: OutcomeKind::Failure,
-        config_version: claim.config_version,
-    };
+    let late = outcome(
+        &dest,
+        &claim,
+        &claim.rows,
+        "http://late.test/".into(),
+        500,
+        OutcomeKind::Failure,
+    );
     store.complete_deliveries("wrk_crashed", &[late], &[10], 100).unwrap();
     let list = deliveries(&app, &key, "").await;
     assert!(
@@ -1184,5 +1150,60 @@ async fn throughput() {
             "{b:?}: {n} deliveries in {secs:.2} s = {:.0} deliveries/s",
             n as f64 / secs
         );
+    }
+}
+
+/// Sets up push of OPEN to `path` on a server without worker, ingests two
+/// events and claims both straight through the store as `worker` with a
+/// lease of `lease_ms`: what a worker does before sending.
+async fn two_claimed_on(
+    b: Backend,
+    rx: &Receiver,
+    path: &str,
+    lease_ms: i64,
+    worker: &str,
+) -> (
+    TestApp,
+    String,
+    eventd::store::Store,
+    eventd::store::push::DestinationKey,
+    eventd::store::push::Claim,
+    i64,
+) {
+    let app = fast_app(b, &["--no-worker"]).await;
+    let (account, key) = app.create_account("acme").await;
+    push_to(&app, &key, "OPEN", json!({"url": rx.url(path)})).await;
+    app.ingest(&key, &opens(2)).await;
+    let store = eventd::store::Store::connect(&app.db_url, 2).unwrap();
+    let dest = eventd::store::push::DestinationKey {
+        account_id: account,
+        trigger: "OPEN".into(),
+    };
+    let lease_until = eventd::domain::time::now_ms() + lease_ms;
+    let claim = store.claim_deliveries(&dest, 10, lease_until, worker).unwrap().unwrap();
+    assert_eq!(claim.rows.len(), 2);
+    (app, key, store, dest, claim, lease_until)
+}
+
+/// A worker's report on some deliveries of a claim.
+fn outcome(
+    dest: &eventd::store::push::DestinationKey,
+    claim: &eventd::store::push::Claim,
+    rows: &[eventd::store::push::ClaimedRow],
+    url: String,
+    status: i64,
+    kind: eventd::store::push::OutcomeKind,
+) -> eventd::store::push::AttemptOutcome {
+    eventd::store::push::AttemptOutcome {
+        dest: dest.clone(),
+        deliveries: rows.iter().map(|r| (r.id, r.attempts)).collect(),
+        url,
+        attempted_at: eventd::domain::time::now_ms(),
+        latency_ms: 1,
+        status_code: Some(status),
+        error: Some(format!("HTTP {status}")),
+        response: None,
+        kind,
+        config_version: claim.config_version,
     }
 }
