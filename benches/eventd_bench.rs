@@ -5,7 +5,11 @@
 //!
 //! `--quick` runs small sizes (under a minute, for smoke runs); `--big N`
 //! adds the fetch/ack latency with N events pending (10,000,000 in SPEC §8);
-//! `--big-only` skips the other figures.
+//! `--big-only` skips the other figures; `--ingest-only` runs only the
+//! ingest figures (single events from 64 clients, batches of 100 and 1,000);
+//! `--shapes-only` only the queue-shape figures (`GET /v1/queue` deep, a
+//! one-trigger fetch behind other triggers, fetch while 30/100 consumers
+//! hold batches). `EVENTD_BENCH_BIN=path` benchmarks another eventd binary.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,7 +18,7 @@ use diesel::{Connection, PgConnection, RunQueryDsl};
 use reqwest::Client;
 use serde_json::{json, Value};
 
-const ADMIN: &str = "bench-operator";
+const ADMIN: &str = "bench-operator-token-0123456789abcdef";
 
 struct Opts {
     quick: bool,
@@ -22,6 +26,14 @@ struct Opts {
     big: usize,
     /// Skip the standard figures; only the `--big` measurement.
     big_only: bool,
+    /// Only the ingest figures (single events with 64 clients, batches).
+    ingest_only: bool,
+    /// Only the queue-shape figures (status, filtered fetch, many consumers).
+    shapes_only: bool,
+    /// Only push end to end (`--push-only`).
+    push_only: bool,
+    /// Run the churn test with this many events (0: not run); alone.
+    churn: usize,
 }
 
 fn opts() -> Opts {
@@ -42,6 +54,10 @@ fn opts() -> Opts {
         backends,
         big: val("--big").and_then(|v| v.parse().ok()).unwrap_or(0),
         big_only: args.iter().any(|a| a == "--big-only"),
+        ingest_only: args.iter().any(|a| a == "--ingest-only"),
+        shapes_only: args.iter().any(|a| a == "--shapes-only"),
+        push_only: args.iter().any(|a| a == "--push-only"),
+        churn: val("--churn").and_then(|v| v.parse().ok()).unwrap_or(0),
     }
 }
 
@@ -97,17 +113,29 @@ fn database(backend: &str, dir: &tempfile::TempDir) -> (String, Option<String>) 
 }
 
 async fn start(backend: &str) -> Server {
+    start_with(backend, &[]).await
+}
+
+/// Starts eventd on a fresh database with extra `serve` arguments. Push
+/// to the bench's own receiver on 127.0.0.1 needs `--allow-private-targets`
+/// (given always; it changes nothing else).
+async fn start_with(backend: &str, extra: &[&str]) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let (url, pg_db) = database(backend, &dir);
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_eventd"))
+    // EVENTD_BENCH_BIN runs another build (e.g. the previous version) for a
+    // before/after comparison in the same conditions.
+    let bin = std::env::var("EVENTD_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_eventd").to_string());
+    let child = Command::new(bin)
         .args([
             "serve",
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--database-url",
             &url,
+            "--allow-private-targets",
         ])
+        .args(extra)
         .env("EVENTD_ADMIN_TOKEN", ADMIN)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -143,10 +171,16 @@ fn rss_peak_mb(pid: u32) -> f64 {
 }
 
 fn events(n: usize, offset: usize) -> Value {
+    events_of(n, offset, None)
+}
+
+/// Like [`events`], all of one trigger when `only` is given.
+fn events_of(n: usize, offset: usize, only: Option<&str>) -> Value {
     Value::Array(
         (0..n)
             .map(|i| {
-                json!({"trigger": if i % 3 == 0 { "CLICK" } else { "OPEN" }, "recipient": format!("user{}@example.com", offset + i),
+                let trigger = only.unwrap_or(if i % 3 == 0 { "CLICK" } else { "OPEN" });
+                json!({"trigger": trigger, "recipient": format!("user{}@example.com", offset + i),
                        "campaign_id": "c-2026-11", "message_id": format!("m{}", offset + i),
                        "url": "https://example.com/landing?utm=bench", "ip": "192.0.2.10"})
             })
@@ -170,7 +204,33 @@ async fn account(client: &Client, base: &str, name: &str) -> String {
 
 /// Ingests `total` events in requests of `per` with `conc` concurrent clients.
 async fn ingest(client: &Client, base: &str, key: &str, total: usize, per: usize, conc: usize) -> f64 {
-    let bodies: Vec<String> = (0..conc).map(|c| events(per, c * 1_000_000).to_string()).collect();
+    ingest_timed(client, base, key, total, per, conc).await.0
+}
+
+/// Like [`ingest`]; also returns the p50 and p99 request latency in ms.
+async fn ingest_timed(
+    client: &Client,
+    base: &str,
+    key: &str,
+    total: usize,
+    per: usize,
+    conc: usize,
+) -> (f64, f64, f64) {
+    ingest_of(client, base, key, total, per, conc, None).await
+}
+
+async fn ingest_of(
+    client: &Client,
+    base: &str,
+    key: &str,
+    total: usize,
+    per: usize,
+    conc: usize,
+    only: Option<&str>,
+) -> (f64, f64, f64) {
+    let bodies: Vec<String> = (0..conc)
+        .map(|c| events_of(per, c * 1_000_000, only).to_string())
+        .collect();
     let requests = total / per;
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -178,7 +238,9 @@ async fn ingest(client: &Client, base: &str, key: &str, total: usize, per: usize
         let (client, url, key) = (client.clone(), format!("{base}/v1/events"), key.to_string());
         let mine = requests / conc + usize::from(c < requests % conc);
         tasks.push(tokio::spawn(async move {
+            let mut ms = Vec::with_capacity(mine);
             for _ in 0..mine {
+                let t = Instant::now();
                 let r = client
                     .post(&url)
                     .bearer_auth(&key)
@@ -189,39 +251,139 @@ async fn ingest(client: &Client, base: &str, key: &str, total: usize, per: usize
                     .unwrap();
                 assert_eq!(r.status(), 202);
                 let _ = r.bytes().await;
+                ms.push(t.elapsed().as_secs_f64() * 1000.0);
             }
+            ms
         }));
     }
+    let mut ms = Vec::with_capacity(requests);
     for t in tasks {
-        t.await.unwrap();
+        ms.extend(t.await.unwrap());
     }
-    (requests * per) as f64 / started.elapsed().as_secs_f64()
+    let rate = (requests * per) as f64 / started.elapsed().as_secs_f64();
+    (rate, pct(&mut ms, 0.5), pct(&mut ms, 0.99))
 }
 
 /// One fetch + mark read; returns (ms, events).
 async fn fetch_ack(client: &Client, base: &str, key: &str, size: usize) -> (f64, usize) {
+    fetch_with(client, base, key, json!({"size": size}), "read").await
+}
+
+/// One fetch with `body`, then `then` ("read" or "release") on its batch;
+/// returns (ms, events).
+async fn fetch_with(client: &Client, base: &str, key: &str, body: Value, then: &str) -> (f64, usize) {
     let started = Instant::now();
-    let v: Value = client
-        .post(format!("{base}/v1/batches"))
-        .bearer_auth(key)
-        .json(&json!({"size": size}))
-        .send()
+    // A fetch again by the same consumer returns its open batch, and a
+    // mark-read or release is idempotent, so a request on a keep-alive
+    // connection the server was closing is simply sent again.
+    let v: Value = retried(|| client.post(format!("{base}/v1/batches")).bearer_auth(key).json(&body))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     let n = v["events"].as_array().map(|a| a.len()).unwrap_or(0);
-    if let Some(id) = v["batch_id"].as_str() {
+    if let Some(id) = v["batch_id"].as_str().filter(|_| then != "none") {
+        let r = retried(|| client.post(format!("{base}/v1/batches/{id}/{then}")).bearer_auth(key)).await;
+        assert_eq!(r.status(), 200);
+    }
+    (started.elapsed().as_secs_f64() * 1000.0, n)
+}
+
+/// Sends a request, again (up to 3 times) if the connection failed.
+async fn retried(make: impl Fn() -> reqwest::RequestBuilder) -> reqwest::Response {
+    let mut tries = 0;
+    loop {
+        match make().send().await {
+            Ok(r) => return r,
+            Err(e) if tries < 3 && (e.is_request() || e.is_connect()) => tries += 1,
+            Err(e) => panic!("request failed: {e}"),
+        }
+    }
+}
+
+/// p50 of `reps` runs of `f`, in ms.
+async fn p50_of<F, Fut>(reps: usize, mut f: F) -> f64
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = f64>,
+{
+    let mut ms = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        ms.push(f().await);
+    }
+    pct(&mut ms, 0.5)
+}
+
+/// The queue-shape figures of issue 13, each on a fresh account: status with
+/// `deep` pending, a one-trigger fetch behind `deep` events of another
+/// trigger, and fetch+read of `size` while 30 and 100 other consumers each
+/// hold an open batch of `size`.
+async fn shapes(client: &Client, base: &str, backend: &str, deep: usize, size: usize) {
+    let key = account(client, base, "shapes-deep").await;
+    ingest_of(client, base, &key, deep, 1000, 4, Some("OPEN")).await;
+    ingest_of(client, base, &key, 10, 10, 1, Some("CLICK")).await;
+    let status = p50_of(9, || async {
+        let t = Instant::now();
         let r = client
-            .post(format!("{base}/v1/batches/{id}/read"))
-            .bearer_auth(key)
+            .get(format!("{base}/v1/queue"))
+            .bearer_auth(&key)
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
+        let _ = r.bytes().await;
+        t.elapsed().as_secs_f64() * 1000.0
+    })
+    .await;
+    println!("{backend}\tGET /v1/queue with {deep} pending\tp50 {status:>7.1} ms");
+    let filtered = p50_of(9, || async {
+        let body = json!({"size": 10, "triggers": ["CLICK"], "consumer": "f"});
+        let (ms, n) = fetch_with(client, base, &key, body, "release").await;
+        assert_eq!(n, 10);
+        ms
+    })
+    .await;
+    let unfiltered = p50_of(9, || async {
+        let (ms, n) = fetch_with(client, base, &key, json!({"size": 10, "consumer": "u"}), "release").await;
+        assert_eq!(n, 10);
+        ms
+    })
+    .await;
+    println!(
+        "{backend}\tfetch 10 CLICK behind {deep} OPEN (+release)\tp50 {filtered:>7.1} ms (unfiltered: {unfiltered:.1} ms, {:.1}x)",
+        filtered / unfiltered
+    );
+
+    for holders in [30usize, 100] {
+        let key = account(client, base, &format!("shapes-held-{holders}")).await;
+        let reps = 5;
+        ingest_of(client, base, &key, size * (holders + 2 * reps), 1000.min(size), 4, None).await;
+        let one = |consumer: &'static str| {
+            let key = key.clone();
+            async move {
+                let (ms, n) = fetch_with(client, base, &key, json!({"size": size, "consumer": consumer}), "read").await;
+                assert_eq!(n, size);
+                ms
+            }
+        };
+        let none_held = p50_of(reps, || one("x")).await;
+        for h in 0..holders {
+            let (_, n) = fetch_with(
+                client,
+                base,
+                &key,
+                json!({"size": size, "consumer": format!("holder{h}")}),
+                "none",
+            )
+            .await;
+            assert_eq!(n, size);
+        }
+        let held = p50_of(reps, || one("x")).await;
+        println!(
+            "{backend}\tfetch+read {size} while {holders} consumers hold {size} each\tp50 {held:>7.1} ms (none held: {none_held:.1} ms, {:.2}x)",
+            held / none_held
+        );
     }
-    (started.elapsed().as_secs_f64() * 1000.0, n)
 }
 
 /// One SOAP 1.1 fetchBatch + markBatchRead of a non-empty batch; returns ms.
@@ -274,20 +436,44 @@ async fn run(backend: &str, o: &Opts) {
     let key = account(&client, &base, "bench").await;
     let scale = if o.quick { 1 } else { 10 };
 
+    let push_n = if o.quick { 10_000 } else { 100_000 };
+    if o.push_only {
+        let (rate, floor) = push_e2e(&client, &base, push_n).await;
+        println!("{backend}\tTABLE push end to end, batch_size 1, {push_n} events\t{rate:>8.0} deliveries/s\tfloor (plain client -> receiver, 32 connections) {floor:.0}/s");
+        println!("{backend}	server RSS peak\t{:>7.1} MB", rss_peak_mb(pid));
+        return;
+    }
+    if o.shapes_only {
+        let (deep, size) = if o.quick { (50_000, 1_000) } else { (500_000, 10_000) };
+        shapes(&client, &base, backend, deep, size).await;
+        println!("{backend}\tserver RSS peak\t{:>7.1} MB", rss_peak_mb(pid));
+        return;
+    }
     if !o.big_only {
         let mut ingest_1000 = 0.0;
+        let mut single = (0.0, 0.0);
         for (per, conc, total) in [
-            (1usize, 8usize, 2_000 * scale),
+            (1usize, 64usize, 10_000 * scale),
             (100, 4, 20_000 * scale),
             (1000, 4, 40_000 * scale),
         ] {
-            let rate = ingest(&client, &base, &key, total, per, conc).await;
+            let (rate, p50, p99) = ingest_timed(&client, &base, &key, total, per, conc).await;
             ingest_1000 = rate;
-            println!("{backend}\tingest batch={per:<5} clients={conc}\t{rate:>10.0} events/s");
+            if per == 1 {
+                single = (rate, p99);
+            }
+            println!(
+                "{backend}\tingest batch={per:<5} clients={conc:<3}\t{rate:>10.0} events/s\trequest p50 {p50:>6.1} ms  p99 {p99:>6.1} ms"
+            );
+        }
+        if o.ingest_only {
+            println!("{backend}\tserver RSS peak\t{:>7.1} MB", rss_peak_mb(pid));
+            return;
         }
         // Empty the queue before measuring latencies.
         while fetch_ack(&client, &base, &key, 10_000).await.1 > 0 {}
 
+        let mut json_10000 = 0.0;
         for size in [100usize, 1_000, 10_000] {
             let reps = if o.quick { 5 } else { 20 };
             ingest(&client, &base, &key, size * reps, size.min(1000), 2).await;
@@ -297,6 +483,7 @@ async fn run(backend: &str, o: &Opts) {
                 assert_eq!(n, size);
                 ms.push(t);
             }
+            json_10000 = pct(&mut ms, 0.5);
             println!(
                 "{backend}\tfetch+read JSON size={size:<6}\tp50 {:>7.1} ms\tp99 {:>7.1} ms",
                 pct(&mut ms, 0.5),
@@ -341,6 +528,22 @@ async fn run(backend: &str, o: &Opts) {
             100.0 * ingest_1000 / ins,
             100.0 * (got as f64 / drain_secs) / del
         );
+        let conns = if backend == "sqlite" { 1 } else { 8 };
+        let one = floor_single(&server.url, if o.quick { 2_000 } else { 20_000 }, conns);
+        let (push, push_floor) = push_e2e(&client, &base, push_n).await;
+        // The issue's table, each figure beside its floor.
+        println!(
+            "{backend}\tTABLE ingest, one event per request, 64 clients\t{:>8.0} events/s p99 {:.1} ms\tfloor (direct SQL, one event per transaction, {conns} connection(s)) {one:.0} events/s",
+            single.0, single.1
+        );
+        println!("{backend}\tTABLE ingest, batches of 1,000, 4 clients\t{ingest_1000:>8.0} events/s\tfloor (direct SQL, 1,000 per transaction) {ins:.0} events/s");
+        println!(
+            "{backend}\tTABLE fetch 10,000 + mark read, JSON\tp50 {json_10000:>6.1} ms\tfloor (direct SQL select + payloads + delete of 10,000) {:.1} ms",
+            10_000.0 / del * 1000.0
+        );
+        println!("{backend}\tTABLE push end to end, batch_size 1, {push_n} events\t{push:>8.0} deliveries/s\tfloor (plain client -> receiver, 32 connections) {push_floor:.0}/s");
+        let (deep, size) = if o.quick { (50_000, 1_000) } else { (500_000, 10_000) };
+        shapes(&client, &base, backend, deep, size).await;
     }
 
     if o.big > 0 {
@@ -371,23 +574,29 @@ async fn run(backend: &str, o: &Opts) {
 }
 
 /// Direct SQL on the server's database: (insert events/s, drain events/s).
+/// The rows are those eventd writes: the history row with the payload and
+/// a narrow queue row referring to it.
 fn floor(url: &str, n: usize) -> (f64, f64) {
     use eventd::on_conn;
     let store = eventd::store::Store::connect(url, 1).expect("database");
     let account = 900_000_000i64;
+    // Seqs of their own (SQLite numbers every account's rows in one series).
+    let base = 1_000_000_000_000i64;
     let payload = events(1, 0)[0].to_string().replace('\'', "''");
     let started = Instant::now();
     for chunk in 0..n / 1000 {
-        let mut ev =
-            String::from("INSERT INTO events (account_id, id, trigger, received_at, external_id, payload) VALUES ");
-        let mut q = String::from("INSERT INTO pull_queue (account_id, trigger, received_at, payload) VALUES ");
+        let mut ev = String::from(
+            "INSERT INTO events (account_id, id, trigger, received_at, external_id, payload, seq) VALUES ",
+        );
+        let mut q = String::from("INSERT INTO pull_queue (account_id, seq, trigger, received_at, event_id) VALUES ");
         for i in 0..1000 {
             let sep = if i > 0 { "," } else { "" };
+            let id = uuid::Uuid::now_v7();
+            let seq = base + (chunk * 1000 + i) as i64;
             ev.push_str(&format!(
-                "{sep}({account}, '{}', 'OPEN', 0, NULL, '{payload}')",
-                uuid::Uuid::now_v7()
+                "{sep}({account}, '{id}', 'OPEN', 0, NULL, '{payload}', {seq})"
             ));
-            q.push_str(&format!("{sep}({account}, 'OPEN', {chunk}, '{payload}')"));
+            q.push_str(&format!("{sep}({account}, {seq}, 'OPEN', {chunk}, '{id}')"));
         }
         store
             .write(|conn| {
@@ -406,6 +615,11 @@ fn floor(url: &str, n: usize) -> (f64, f64) {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         seq: i64,
         #[diesel(sql_type = diesel::sql_types::Text)]
+        event_id: String,
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Payload {
+        #[diesel(sql_type = diesel::sql_types::Text)]
         payload: String,
     }
     let started = Instant::now();
@@ -414,18 +628,24 @@ fn floor(url: &str, n: usize) -> (f64, f64) {
         let n = store
             .write(|conn| {
                 let rows: Vec<Row> = on_conn!(&mut *conn, |c| diesel::sql_query(format!(
-                    "SELECT seq, payload FROM pull_queue WHERE account_id = {account} ORDER BY seq LIMIT 10000"
+                    "SELECT seq, event_id FROM pull_queue WHERE account_id = {account} ORDER BY seq LIMIT 10000"
                 ))
                 .load(c))?;
-                let bytes: usize = rows.iter().map(|r| r.payload.len()).sum();
-                assert!(bytes > 0 || rows.is_empty());
-                if let Some(last) = rows.last() {
-                    on_conn!(&mut *conn, |c| diesel::sql_query(format!(
-                        "DELETE FROM pull_queue WHERE account_id = {account} AND seq <= {}",
-                        last.seq
-                    ))
-                    .execute(c))?;
-                }
+                let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+                    return Ok(0);
+                };
+                let payloads: Vec<Payload> = on_conn!(&mut *conn, |c| diesel::sql_query(format!(
+                    "SELECT payload FROM events WHERE account_id = {account} AND id >= '{}' AND id <= '{}' ORDER BY id",
+                    first.event_id, last.event_id
+                ))
+                .load(c))?;
+                let bytes: usize = payloads.iter().map(|r| r.payload.len()).sum();
+                assert!(bytes > 0);
+                on_conn!(&mut *conn, |c| diesel::sql_query(format!(
+                    "DELETE FROM pull_queue WHERE account_id = {account} AND seq <= {}",
+                    last.seq
+                ))
+                .execute(c))?;
                 Ok(rows.len())
             })
             .expect("floor drain");
@@ -437,6 +657,286 @@ fn floor(url: &str, n: usize) -> (f64, f64) {
     (ins, gone as f64 / started.elapsed().as_secs_f64())
 }
 
+/// Direct SQL, one event (history + queue row) per transaction from `conns`
+/// threads at once (SQLite: one writer): events/s. What ingest would cost
+/// without group commit.
+fn floor_single(url: &str, n: usize, conns: usize) -> f64 {
+    use eventd::on_conn;
+    let store = eventd::store::Store::connect(url, conns as u32).expect("database");
+    let payload = events(1, 0)[0].to_string().replace('\'', "''");
+    let started = Instant::now();
+    let threads: Vec<_> = (0..conns)
+        .map(|t| {
+            let (store, payload) = (store.clone(), payload.clone());
+            std::thread::spawn(move || {
+                for i in 0..n / conns {
+                    let id = uuid::Uuid::now_v7();
+                    let seq = 2_000_000_000_000i64 + (t * 10_000_000 + i) as i64;
+                    store
+                        .write(|conn| {
+                            on_conn!(conn, |c| {
+                                diesel::sql_query(format!(
+                                    "INSERT INTO events (account_id, id, trigger, received_at, external_id, payload, seq) \
+                                     VALUES (900000001, '{id}', 'OPEN', 0, NULL, '{payload}', {seq})"
+                                ))
+                                .execute(c)?;
+                                diesel::sql_query(format!(
+                                    "INSERT INTO pull_queue (account_id, seq, trigger, received_at, event_id) \
+                                     VALUES (900000001, {seq}, 'OPEN', 0, '{id}')"
+                                ))
+                                .execute(c)?;
+                            });
+                            Ok(())
+                        })
+                        .expect("floor single insert");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    (n / conns * conns) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// A minimal HTTP/1.1 receiver answering 200 with an empty body to every
+/// request (keep-alive), counting requests: the cheapest possible push
+/// target, like an nginx `return 200`. Returns its base URL and the count.
+async fn receiver() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                continue;
+            };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf: Vec<u8> = Vec::with_capacity(8192);
+                let mut chunk = [0u8; 8192];
+                loop {
+                    // One request: headers, then Content-Length bytes of body.
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < end + len {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..end + len);
+                    seen.fetch_add(1, Ordering::Relaxed);
+                    if sock
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, count)
+}
+
+/// Push end to end with the default push settings and `batch_size` 1: an
+/// http destination for OPEN on the bench receiver, `n` events ingested
+/// (batches of 1,000, 4 clients), timed from the first ingest request to
+/// the receiver's last request. Floor: the same number of POSTs sent
+/// straight to the receiver by a plain client with 32 connections (the
+/// default per-destination concurrency). Returns (deliveries/s, floor/s).
+async fn push_e2e(client: &Client, base: &str, n: usize) -> (f64, f64) {
+    use std::sync::atomic::Ordering;
+    let (url, count) = receiver().await;
+    let key = account(client, base, "push-e2e").await;
+    let r = client
+        .put(format!("{base}/v1/triggers/OPEN"))
+        .bearer_auth(&key)
+        .json(&json!({"destination": "http", "http": {"url": format!("{url}/hook")}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let started = Instant::now();
+    ingest_of(client, base, &key, n, 1000, 4, Some("OPEN")).await;
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    while count.load(Ordering::Relaxed) < n {
+        assert!(Instant::now() < deadline, "push did not finish");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+
+    let (url2, count2) = receiver().await;
+    let body = events_of(1, 0, Some("OPEN"))[0].to_string();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let (c, url, body) = (Client::new(), format!("{url2}/hook"), body.clone());
+            tokio::spawn(async move {
+                for _ in 0..n / 32 {
+                    let r = c
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 200);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let floor = count2.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    (rate, floor)
+}
+
+/// Bytes the database takes: SQLite, the file and its WAL; PostgreSQL,
+/// the database and (queue) `pull_queue` with its indexes and `batches`.
+fn db_size(url: &str) -> (u64, u64) {
+    if !url.starts_with("postgres") {
+        let f = |p: String| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        return (f(url.to_string()) + f(format!("{url}-wal")), 0);
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Sizes {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        db: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        queue: i64,
+    }
+    let mut c = PgConnection::establish(url).expect("database");
+    let s: Sizes = diesel::sql_query(
+        "SELECT pg_database_size(current_database()) AS db, \
+         pg_total_relation_size('pull_queue') + pg_total_relation_size('batches') AS queue",
+    )
+    .get_result(&mut c)
+    .expect("sizes");
+    (s.db as u64, s.queue as u64)
+}
+
+/// Churn: `n` events through the queue while it is read, on a server with
+/// `--history-days 0` (what is read leaves the history at the next
+/// maintenance, every 10 s), so that only bloat could make it grow. Four
+/// producers ingest batches of 1,000 while a consumer fetches and reads
+/// batches of 10,000; producers pause while more than 200,000 are pending.
+/// One line per million ingested: database size, ingest rate and fetch+read
+/// p50 over that million.
+async fn churn(backend: &str, n: usize) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let server = start_with(backend, &["--history-days", "0", "--maintenance-interval", "10s"]).await;
+    let client = Client::new();
+    let base = server.base.clone();
+    let key = account(&client, &base, "churn").await;
+    let (ingested, consumed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let fetches: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for p in 0..4 {
+        let (client, base, key, ingested, consumed) = (
+            client.clone(),
+            base.clone(),
+            key.clone(),
+            ingested.clone(),
+            consumed.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let body = events_of(1000, p * 1_000_000, None).to_string();
+            while ingested.fetch_add(1000, Ordering::SeqCst) + 1000 <= n {
+                while ingested
+                    .load(Ordering::SeqCst)
+                    .saturating_sub(consumed.load(Ordering::SeqCst))
+                    > 200_000
+                {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let r = client
+                    .post(format!("{base}/v1/events"))
+                    .bearer_auth(&key)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 202);
+            }
+        }));
+    }
+    {
+        let (client, base, key, consumed, fetches) = (
+            client.clone(),
+            base.clone(),
+            key.clone(),
+            consumed.clone(),
+            fetches.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            while consumed.load(Ordering::SeqCst) < n / 1000 * 1000 {
+                let (ms, got) = fetch_ack(&client, &base, &key, 10_000).await;
+                if got == 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                consumed.fetch_add(got, Ordering::SeqCst);
+                if got == 10_000 {
+                    fetches.lock().unwrap().push(ms);
+                }
+            }
+        }));
+    }
+    let started = Instant::now();
+    let (mut mark, mut last) = (1_000_000usize, started);
+    while mark <= n {
+        // The events of this million are committed when the next are asked for.
+        if ingested.load(Ordering::SeqCst).min(n) >= mark {
+            let now = Instant::now();
+            let mut ms = std::mem::take(&mut *fetches.lock().unwrap());
+            let p50 = if ms.is_empty() { f64::NAN } else { pct(&mut ms, 0.5) };
+            let (db, queue) = db_size(&server.url);
+            println!(
+                "{backend}\tchurn million {:>3}\tingest {:>8.0} events/s\tfetch+read 10,000 p50 {p50:>6.1} ms\tdb {:>7.1} MB\tqueue tables {:>6.1} MB\tpending {}",
+                mark / 1_000_000,
+                1_000_000.0 / (now - last).as_secs_f64(),
+                db as f64 / 1e6,
+                queue as f64 / 1e6,
+                ingested.load(Ordering::SeqCst).min(n) - consumed.load(Ordering::SeqCst).min(n),
+            );
+            last = now;
+            mark += 1_000_000;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    println!(
+        "{backend}\tchurn {n} events through the queue\t{:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    let (ins, del) = floor(&server.url, 200_000);
+    println!("{backend}\tchurn floor: direct SQL insert 1,000/tx {ins:.0} events/s, select+delete by 10,000 {del:.0} events/s");
+}
+
 fn main() {
     let o = opts();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -445,6 +945,10 @@ fn main() {
         .build()
         .unwrap();
     for b in o.backends.clone() {
-        rt.block_on(run(b, &o));
+        if o.churn > 0 {
+            rt.block_on(churn(b, o.churn));
+        } else {
+            rt.block_on(run(b, &o));
+        }
     }
 }

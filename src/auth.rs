@@ -1,9 +1,18 @@
 //! Who is calling: the operator (token from the environment) or an account
 //! (API key). Shared by every face (JSON, SOAP, PAINT), each of which maps
-//! [`AuthError`] to its own error format.
+//! [`AuthError`] to its own error format. Failed attempts are counted per
+//! client address ([`failures`]).
+
+pub mod failures;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
 use subtle::ConstantTimeEq;
+
+use failures::FailureLimiter;
 
 use crate::store::accounts::Account;
 use crate::store::{Store, StoreError};
@@ -74,44 +83,85 @@ pub enum AuthError {
     Missing,
     #[error("invalid or revoked credentials")]
     Invalid,
+    /// This client address failed too often: retry after this long.
+    #[error("too many failed authentications from this address; retry in {} s", retry_after_secs(*.0))]
+    Limited(Duration),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// Whole seconds to wait, at least 1 (for `Retry-After`).
+pub fn retry_after_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// Shortest operator token accepted unless explicitly allowed.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
 
 #[derive(Clone)]
 pub struct Authenticator {
     store: Store,
     admin_token: Option<String>,
+    failures: Arc<FailureLimiter>,
 }
 
 impl Authenticator {
-    pub fn new(store: Store, admin_token: Option<String>) -> Self {
+    pub fn new(store: Store, admin_token: Option<String>, failures: FailureLimiter) -> Self {
         Authenticator {
             store,
             admin_token: admin_token.filter(|t| !t.is_empty()),
+            failures: Arc::new(failures),
         }
     }
 
-    /// Resolves credentials (blocking: it may query the database).
-    pub fn authenticate(&self, creds: Option<&Credentials>) -> Result<Principal, AuthError> {
+    /// Resolves credentials (blocking: it may query the database). A client
+    /// address that failed too often is refused without looking.
+    pub fn authenticate(&self, creds: Option<&Credentials>, client: Option<IpAddr>) -> Result<Principal, AuthError> {
         let creds = creds.ok_or(AuthError::Missing)?;
+        self.check_client(client)?;
         let secret = creds.secret();
         if let Some(token) = &self.admin_token {
             if bool::from(token.as_bytes().ct_eq(secret.as_bytes())) {
                 return Ok(Principal::Operator);
             }
         }
-        self.authenticate_key(secret)
+        self.resolve_key(secret, client)
     }
 
     /// Resolves an API key alone (never the operator token).
-    pub fn authenticate_key(&self, secret: &str) -> Result<Principal, AuthError> {
-        if secret.is_empty() {
-            return Err(AuthError::Invalid);
-        }
-        match self.store.account_for_key(secret)? {
+    pub fn authenticate_key(&self, secret: &str, client: Option<IpAddr>) -> Result<Principal, AuthError> {
+        self.check_client(client)?;
+        self.resolve_key(secret, client)
+    }
+
+    fn resolve_key(&self, secret: &str, client: Option<IpAddr>) -> Result<Principal, AuthError> {
+        let found = if secret.is_empty() {
+            None
+        } else {
+            self.store.account_for_key(secret)?
+        };
+        match found {
             Some(account) => Ok(Principal::Account(account)),
-            None => Err(AuthError::Invalid),
+            None => {
+                self.failed(client);
+                Err(AuthError::Invalid)
+            }
+        }
+    }
+
+    /// `Limited` when the client address has no attempt left.
+    pub fn check_client(&self, client: Option<IpAddr>) -> Result<(), AuthError> {
+        match client.map(|ip| self.failures.check(ip)) {
+            Some(Err(wait)) => Err(AuthError::Limited(wait)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a failed authentication (also for credentials a face checks
+    /// itself, such as a PAINT context id).
+    pub fn failed(&self, client: Option<IpAddr>) {
+        if let Some(ip) = client {
+            self.failures.failed(ip);
         }
     }
 }

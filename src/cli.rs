@@ -16,11 +16,21 @@ pub fn init_tracing(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_ansi(colour_logs(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            std::env::var_os("NO_COLOR"),
+        ))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+/// Colour codes in text logs only when stderr is a terminal and `NO_COLOR`
+/// is unset or empty (<https://no-color.org>): a file or pipe gets plain text.
+fn colour_logs(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 fn open(db: &DbSettings) -> anyhow::Result<Store> {
@@ -55,10 +65,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init_tracing(settings.log_format);
             crate::startup::run_worker(settings).await?;
         }
+        Command::Pull(settings) => crate::pull_client::run(settings).await?,
         Command::Migrate(db) => {
             init_tracing(LogFormat::Text);
             let store = Store::connect(&db.database_url, 1)?;
             let n = store.migrate()?;
+            tracing::info!(applied = n, "database migrations applied");
             println!("{n} migration(s) applied");
         }
         Command::Accounts { db, action } => {
@@ -107,4 +119,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour_logs;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour_logs(true, None));
+        assert!(colour_logs(true, Some("".into())));
+        assert!(!colour_logs(true, Some("1".into())));
+        assert!(!colour_logs(false, None));
+    }
 }

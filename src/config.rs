@@ -14,6 +14,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Parsed once at start: the size of `Serve` does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP API (JSON, SOAP) and, unless --no-worker, the push worker.
@@ -29,6 +31,9 @@ pub enum Command {
         #[command(subcommand)]
         action: AccountsAction,
     },
+    /// Fetch events from a server into stdout, a file or a directory, each
+    /// batch written durably before it is marked read (a client of the JSON API).
+    Pull(crate::pull_client::PullSettings),
     /// Manage an account's API keys.
     Keys {
         #[command(flatten)]
@@ -120,8 +125,81 @@ pub struct ServeSettings {
     /// Do not run the push delivery worker in this process.
     #[arg(long, env = "EVENTD_NO_WORKER")]
     pub no_worker: bool,
+    /// Serve `/metrics` on this address only (e.g. 127.0.0.1:9464), without
+    /// credentials; without it, `/metrics` on --listen needs the operator
+    /// token (Bearer).
+    #[arg(long, env = "EVENTD_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     #[command(flatten)]
     pub push: PushSettings,
+    #[command(flatten)]
+    pub stats: StatsSettings,
+    #[command(flatten)]
+    pub limits: LimitSettings,
+    #[command(flatten)]
+    pub storage: StorageSettings,
+}
+
+/// Storage watermarks: ingest is refused (507 `storage_full`) before the
+/// disk is full, while fetching and marking read go on.
+#[derive(Debug, Clone, Args)]
+pub struct StorageSettings {
+    /// Refuse ingest while the filesystem holding the SQLite file has less
+    /// free space than this: bytes (units k, M, G, T: powers of 1024) or a
+    /// percentage of the filesystem ("5%"); 0 turns it off. SQLite only.
+    #[arg(long, env = "EVENTD_MIN_FREE_DISK", default_value = "1%", value_parser = crate::watermark::Threshold::parse)]
+    pub min_free_disk: crate::watermark::Threshold,
+    /// Refuse ingest while the database is larger than this (bytes, units k,
+    /// M, G, T): SQLite the file and its WAL, PostgreSQL pg_database_size.
+    #[arg(long, env = "EVENTD_MAX_DB_SIZE", value_parser = crate::watermark::parse_bytes)]
+    pub max_db_size: Option<u64>,
+}
+
+/// Activity counters (`GET /v1/stats`).
+#[derive(Debug, Clone, Args)]
+pub struct StatsSettings {
+    /// How often in-memory activity counters are added to the database
+    /// (e.g. 10s); they are also written when the process stops.
+    #[arg(long, env = "EVENTD_STATS_FLUSH_INTERVAL", value_parser = humantime::parse_duration, default_value = "10s")]
+    pub stats_flush_interval: std::time::Duration,
+}
+
+/// Bounds on what a client may make the server do before (and while) it
+/// is authenticated: body sizes and times, slow headers, failed logins.
+#[derive(Debug, Clone, Args)]
+pub struct LimitSettings {
+    /// Largest SOAP or PAINT request body accepted, in bytes (a request is
+    /// a few KB; the JSON API uses --max-body-bytes).
+    #[arg(long, env = "EVENTD_MAX_SOAP_BODY_BYTES", default_value_t = 256 * 1024)]
+    pub max_soap_body_bytes: usize,
+    /// Longest time to receive a request body (e.g. 30s); a slower client
+    /// gets 408 and its connection is closed.
+    #[arg(long, env = "EVENTD_BODY_TIMEOUT", value_parser = humantime::parse_duration, default_value = "30s")]
+    pub body_timeout: std::time::Duration,
+    /// Longest time to receive a request's headers (e.g. 5s).
+    #[arg(long, env = "EVENTD_HEADER_TIMEOUT", value_parser = humantime::parse_duration, default_value = "5s")]
+    pub header_timeout: std::time::Duration,
+    /// Request bodies over 1 MiB read (and parsed) at once; more wait, then
+    /// get 503.
+    #[arg(long, env = "EVENTD_MAX_LARGE_BODIES", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_large_bodies: u32,
+    /// Failed authentications a client address may make in a row before it
+    /// gets 429 (any credentials, on every face).
+    #[arg(long, env = "EVENTD_AUTH_FAILURE_BURST", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_failure_burst: u32,
+    /// A limited client address regains one attempt per this interval (e.g. 6s).
+    #[arg(long, env = "EVENTD_AUTH_FAILURE_INTERVAL", value_parser = humantime::parse_duration, default_value = "6s")]
+    pub auth_failure_interval: std::time::Duration,
+    /// Client addresses whose failures are remembered at once (memory bound;
+    /// the longest-idle is forgotten first).
+    #[arg(long, env = "EVENTD_AUTH_FAILURE_CLIENTS", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_failure_clients: u32,
+    /// Start even with an operator token shorter than 32 characters (tests only).
+    #[arg(long, env = "EVENTD_ALLOW_SHORT_ADMIN_TOKEN")]
+    pub allow_short_admin_token: bool,
 }
 
 /// HTTP push: safety and the delivery worker.
@@ -145,6 +223,12 @@ pub struct PushSettings {
     /// their deliveries are given back (e.g. 30s).
     #[arg(long, env = "EVENTD_PUSH_STOP_GRACE", default_value = "30s")]
     pub push_stop_grace: String,
+    /// How long a worker holds the deliveries it claimed without renewing
+    /// the lease (e.g. 60s). A live worker renews it every third of that
+    /// while it sends; a crashed worker's deliveries are sent by another
+    /// one after at most this long.
+    #[arg(long, env = "EVENTD_PUSH_LEASE", default_value = "60s")]
+    pub push_lease: String,
     /// Requests in flight per worker process, over all destinations.
     #[arg(long, env = "EVENTD_PUSH_CONCURRENCY", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub push_concurrency: u32,
@@ -158,6 +242,56 @@ pub struct PushSettings {
     /// kept (e.g. 168h); pending ones are never pruned.
     #[arg(long, env = "EVENTD_PUSH_LOG_RETENTION", default_value = "168h")]
     pub push_log_retention: String,
+    #[command(flatten)]
+    pub mail_ftp: MailFtpSettings,
+}
+
+/// Email and FTP destinations: the SMTP relay and TLS trust.
+#[derive(Debug, Clone, Args)]
+pub struct MailFtpSettings {
+    /// SMTP relay of email destinations: smtp://[user:password@]host[:port]
+    /// (add ?tls=starttls for STARTTLS) or smtps://… (TLS at once).
+    /// Without it (and --smtp-from), email destinations cannot be configured.
+    #[arg(long, env = "EVENTD_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The From address of mails, e.g. "eventd <noreply@example.com>".
+    #[arg(long, env = "EVENTD_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+    /// PEM file of CA certificates trusted, besides the usual public roots,
+    /// for the SMTP relay and FTPS servers (a private CA).
+    #[arg(long, env = "EVENTD_TLS_CA_FILE")]
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// Shortest email digest or FTP period a client may configure, in
+    /// seconds (default 60; lower it for tests only).
+    #[arg(long, env = "EVENTD_MIN_PERIOD_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u32).range(1..=60))]
+    pub min_period_seconds: u32,
+}
+
+impl MailFtpSettings {
+    /// The extra trusted certificates (DER) of `--tls-ca-file`.
+    pub fn extra_roots(&self) -> anyhow::Result<Vec<Vec<u8>>> {
+        use anyhow::Context;
+        let Some(path) = &self.tls_ca_file else {
+            return Ok(Vec::new());
+        };
+        let pem = std::fs::read(path).with_context(|| format!("reading --tls-ca-file {}", path.display()))?;
+        let certs = pem_certificates(&pem);
+        if certs.is_empty() {
+            anyhow::bail!("--tls-ca-file {} holds no PEM certificate", path.display());
+        }
+        Ok(certs)
+    }
+}
+
+/// The DER bodies of the certificates of a PEM text.
+fn pem_certificates(pem: &[u8]) -> Vec<Vec<u8>> {
+    use suppaftp::tokio_rustls::rustls::pki_types::pem::PemObject;
+    use suppaftp::tokio_rustls::rustls::pki_types::CertificateDer;
+    CertificateDer::pem_slice_iter(pem)
+        .filter_map(Result::ok)
+        .map(|c| c.to_vec())
+        .collect()
 }
 
 #[derive(Debug, Clone, Parser)]
@@ -170,6 +304,8 @@ pub struct WorkerSettings {
     pub log_format: LogFormat,
     #[command(flatten)]
     pub push: PushSettings,
+    #[command(flatten)]
+    pub stats: StatsSettings,
 }
 
 impl ServeSettings {

@@ -28,6 +28,7 @@ pub fn run_once(store: &Store, metrics: &Metrics, r: &Retention) -> StoreResult<
     let now = now_ms();
     let pruned = store.prune_history(now - r.history.as_millis() as i64, PRUNE_CHUNK)?;
     metrics.history_pruned.inc_by(pruned);
+    store.prune_activity(now - r.history.as_millis() as i64)?;
     if let Some(age) = r.queue_max_age {
         let expired = store.expire_queue(now - age.as_millis() as i64, now, PRUNE_CHUNK)?;
         if expired > 0 {

@@ -17,12 +17,17 @@ pub struct Metrics {
     pub queue_expired: IntCounter,
     pub history_pruned: IntCounter,
     pub deliveries: IntCounterVec,
+    pub delivery_events: IntCounterVec,
     pub http_requests: HistogramVec,
     pub queue_depth: IntGauge,
     pub queue_oldest_age: Gauge,
     pub open_batches: IntGauge,
     pub long_poll_waiters: IntGauge,
     pub db_pool: IntGaugeVec,
+    pub db_pool_max: IntGauge,
+    pub push_suspended: IntGauge,
+    pub push_dead: IntGauge,
+    pub storage_full: IntGauge,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -100,12 +105,38 @@ impl Metrics {
             deliveries: counter_vec(
                 &r,
                 "eventd_deliveries_total",
-                "Push delivery attempts by outcome",
-                &["outcome"],
+                "Delivery attempts (http requests' events, mails, FTP files) by outcome and transport",
+                &["outcome", "transport"],
+            ),
+            delivery_events: counter_vec(
+                &r,
+                "eventd_delivery_events_total",
+                "Events carried by delivery attempts, by outcome and transport",
+                &["outcome", "transport"],
             ),
             queue_depth: gauge(&r, "eventd_queue_depth", "Pull events stored (pending and in flight)"),
             open_batches: gauge(&r, "eventd_open_batches", "Batches whose lease has not run out"),
             long_poll_waiters: gauge(&r, "eventd_long_poll_waiters", "Fetches waiting for events"),
+            db_pool_max: gauge(
+                &r,
+                "eventd_db_pool_max_connections",
+                "Most database connections the pool opens",
+            ),
+            push_suspended: gauge(
+                &r,
+                "eventd_push_destinations_suspended",
+                "Push destinations suspended (410 or too many consecutive failures)",
+            ),
+            push_dead: gauge(
+                &r,
+                "eventd_push_deliveries_dead",
+                "Push deliveries that used up their retries, still in the log",
+            ),
+            storage_full: gauge(
+                &r,
+                "eventd_storage_full",
+                "1 while ingest is refused (507 storage_full): a storage watermark is reached",
+            ),
             queue_oldest_age,
             http_requests,
             db_pool,

@@ -9,15 +9,23 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::activity::Activity;
 use crate::domain::NewEvent;
 use crate::metrics::Metrics;
 use crate::store::events::IngestOutcome;
+use crate::store::group::GroupCommit;
+use crate::store::listen::Wake;
 use crate::store::queue::{Batch, FetchRequest, QueueStatus};
 use crate::store::{Store, StoreError, StoreResult};
+use crate::watermark::Watermarks;
 
-/// While a long poll waits, it also re-checks the database this often, for
-/// events committed by other nodes (which cannot wake it directly).
+/// While a long poll waits, it also re-checks the database this often: on
+/// SQLite for events committed by another process; on PostgreSQL, where
+/// other nodes' ingests wake it through the queue listener
+/// (`store::listen`), for what the listener cannot report (a lease that
+/// ran out, a wake-up lost while it reconnected or its node died).
 const POLL_FALLBACK: Duration = Duration::from_millis(1000);
+const POLL_FALLBACK_LISTENING: Duration = Duration::from_secs(5);
 
 /// In-process wake-ups for long polls, one channel per account with waiters.
 #[derive(Default)]
@@ -29,6 +37,14 @@ impl Waiters {
     fn subscribe(&self, account_id: i64) -> watch::Receiver<u64> {
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(account_id).or_insert_with(|| watch::channel(0).0).subscribe()
+    }
+
+    fn wake_all(&self) {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, tx| tx.receiver_count() > 0);
+        for tx in map.values() {
+            tx.send_modify(|v| *v = v.wrapping_add(1));
+        }
     }
 
     fn wake(&self, account_id: i64) {
@@ -46,12 +62,19 @@ impl Waiters {
 #[derive(Clone)]
 pub struct Pull {
     store: Store,
+    /// Every ingest goes through here: concurrent requests share a commit.
+    ingest: GroupCommit,
     waiters: Arc<Waiters>,
     shutdown: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
+    activity: Activity,
     /// Long polls waiting now, and the most allowed at once.
     waiting: Arc<AtomicUsize>,
     max_waiters: usize,
+    /// How often a waiting long poll re-checks the database.
+    fallback: Duration,
+    /// Ingest stops while storage is above its watermarks.
+    watermarks: Watermarks,
 }
 
 /// Counts one waiting long poll for as long as it lives.
@@ -74,14 +97,32 @@ impl Pull {
     /// `shutdown` turns true when the server stops: long polls answer at once.
     /// At most `max_waiters` fetches wait at once; beyond that a fetch on an
     /// empty queue answers at once (empty), as if `wait_seconds` were 0.
-    pub fn new(store: Store, shutdown: watch::Receiver<bool>, metrics: Arc<Metrics>, max_waiters: usize) -> Self {
+    /// Every committed ingest and mark-read is counted in `activity`.
+    pub fn new(
+        store: Store,
+        shutdown: watch::Receiver<bool>,
+        metrics: Arc<Metrics>,
+        activity: Activity,
+        max_waiters: usize,
+        watermarks: Watermarks,
+    ) -> Self {
+        let waiters: Arc<Waiters> = Arc::default();
+        let listening = listen(&store, &waiters, shutdown.clone());
         Pull {
+            ingest: GroupCommit::start(store.clone()),
             store,
-            waiters: Arc::default(),
+            waiters,
             shutdown,
             metrics,
+            activity,
             waiting: Arc::default(),
             max_waiters,
+            fallback: if listening {
+                POLL_FALLBACK_LISTENING
+            } else {
+                POLL_FALLBACK
+            },
+            watermarks,
         }
     }
 
@@ -95,9 +136,11 @@ impl Pull {
         Some(WaitSlot(self))
     }
 
+    /// The one entry point of ingest for every face: answers after the
+    /// commit that holds the events (shared with concurrent requests).
     pub async fn ingest(&self, account_id: i64, events: Vec<NewEvent>) -> StoreResult<IngestOutcome> {
-        let store = self.store.clone();
-        let outcome = blocking(move || store.ingest(account_id, &events)).await?;
+        self.watermarks.admit().await?;
+        let outcome = self.ingest.ingest(account_id, events).await?;
         for (trigger, n) in &outcome.by_trigger {
             self.metrics
                 .events_ingested
@@ -105,10 +148,16 @@ impl Pull {
                 .inc_by(*n as u64);
         }
         self.metrics.events_duplicate.inc_by(outcome.duplicates as u64);
+        self.activity.ingested(account_id, &outcome.by_trigger);
         if outcome.queued > 0 {
             self.waiters.wake(account_id);
         }
         Ok(outcome)
+    }
+
+    /// Why ingest is refused now (a storage watermark), if it is.
+    pub async fn storage_full(&self) -> Option<String> {
+        self.watermarks.state().await
     }
 
     /// Fetches a batch; if none is pending, waits up to `wait` for events
@@ -139,7 +188,7 @@ impl Pull {
                     return Ok(None);
                 }
             }
-            let nap = (deadline - now).min(POLL_FALLBACK);
+            let nap = (deadline - now).min(self.fallback);
             tokio::select! {
                 _ = wake.changed() => {}
                 _ = shutdown.changed() => {}
@@ -150,7 +199,9 @@ impl Pull {
 
     pub async fn mark_read(&self, account_id: i64, batch_id: String) -> StoreResult<i64> {
         let store = self.store.clone();
-        let deleted = blocking(move || store.mark_read(account_id, &batch_id)).await?;
+        let by_trigger = blocking(move || store.mark_read(account_id, &batch_id)).await?;
+        self.activity.pulled(account_id, &by_trigger);
+        let deleted: i64 = by_trigger.iter().map(|(_, n)| n).sum();
         self.metrics.batches.with_label_values(&["read"]).inc();
         self.metrics.events_deleted.inc_by(deleted as u64);
         Ok(deleted)
@@ -158,8 +209,16 @@ impl Pull {
 
     pub async fn release(&self, account_id: i64, batch_id: String) -> StoreResult<i64> {
         let store = self.store.clone();
+        let notifier = store.clone();
         let released = blocking(move || store.release(account_id, &batch_id)).await?;
         self.metrics.batches.with_label_values(&["released"]).inc();
+        if released > 0 {
+            // Its events are available again: to long polls here and on other nodes.
+            self.waiters.wake(account_id);
+            if let Err(e) = blocking(move || notifier.notify_queue(&[account_id])).await {
+                tracing::debug!(error = %e, "queue wake-up not sent");
+            }
+        }
         Ok(released)
     }
 
@@ -167,6 +226,26 @@ impl Pull {
         let store = self.store.clone();
         blocking(move || store.queue_status(account_id)).await
     }
+}
+
+/// Starts the queue listener (PostgreSQL): wake-ups from other nodes'
+/// ingests reach the long polls waiting here. It stops when the server
+/// stops or every handle to `waiters` is gone. Whether it runs.
+fn listen(store: &Store, waiters: &Arc<Waiters>, shutdown: watch::Receiver<bool>) -> bool {
+    let waiters = Arc::downgrade(waiters);
+    store
+        .listen_queue(move |wake| {
+            let Some(w) = waiters.upgrade() else {
+                return false;
+            };
+            match wake {
+                Wake::Accounts(ids) => ids.iter().for_each(|id| w.wake(*id)),
+                Wake::All => w.wake_all(),
+                Wake::Idle => {}
+            }
+            !*shutdown.borrow() && shutdown.has_changed().is_ok()
+        })
+        .is_some()
 }
 
 pub const MAX_BATCH: i64 = 10_000;
@@ -251,8 +330,15 @@ mod tests {
         let (req, wait) = FetchParams::default().validate().unwrap();
         assert_eq!(
             (req.size, req.consumer.as_str(), req.lease_ms),
-            (DEFAULT_BATCH, "default", 300_000)
+            (1_000, "default", 300_000),
+            "SPEC §5's defaults"
         );
+        let lease = |s| FetchParams {
+            lease_seconds: Some(s),
+            ..Default::default()
+        };
+        assert_eq!(lease(43_200).validate().unwrap().0.lease_ms, 43_200_000);
+        assert_eq!(lease(43_201).validate().unwrap_err().field, "lease_seconds");
         assert_eq!((req.triggers, wait), (None, Duration::ZERO));
         // Non-finite waits would panic in Duration::from_secs_f64: refused first.
         for w in [f64::NAN, f64::INFINITY, -0.5, 20.5] {

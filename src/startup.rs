@@ -4,40 +4,41 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_web::dev::Server;
+use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use tokio::sync::watch;
 
-use crate::auth::Authenticator;
+use crate::activity::Activity;
+use crate::auth::failures::FailureLimiter;
+use crate::auth::{Authenticator, MIN_ADMIN_TOKEN_LEN};
+use crate::body::Bodies;
 use crate::config::ServeSettings;
+use crate::domain::public_id::IdCipher;
 use crate::maintenance::{self, Retention};
 use crate::metrics::Metrics;
 use crate::pull::Pull;
 use crate::push::{PushWorker, WorkerConfig};
+use crate::soapxml::http::EnvelopeReader;
+use crate::state::AppState;
 use crate::store::Store;
+use crate::transport::TransportSettings;
+use crate::watermark::Watermarks;
 use crate::webhook::Webhooks;
-
-/// What every handler can reach.
-pub struct AppState {
-    pub store: Store,
-    pub metrics: Arc<Metrics>,
-    pub auth: Authenticator,
-    pub pull: Pull,
-    pub settings: Arc<ServeSettings>,
-    /// The outgoing HTTP client of push (for `POST /v1/triggers/{T}/test`).
-    pub webhooks: Webhooks,
-}
 
 pub struct Application {
     port: u16,
     server: Server,
     shutdown: watch::Sender<bool>,
     worker: Option<PushWorker>,
+    activity: Activity,
+    /// The `--metrics-listen` server, if any.
+    metrics_server: Option<ServerHandle>,
 }
 
 impl Application {
     pub async fn build(settings: ServeSettings) -> anyhow::Result<Application> {
+        check_admin_token(&settings)?;
         let store = Store::connect(&settings.db.database_url, settings.db.db_pool_size)
             .with_context(|| format!("opening the database {}", redact(&settings.db.database_url)))?;
         let applied = store.migrate().context("migrating the database")?;
@@ -45,17 +46,22 @@ impl Application {
             tracing::info!(applied, "database migrations applied");
         }
         bootstrap_default_account(&store, &settings)?;
+        let ids = id_cipher(&store)?;
         let listener = TcpListener::bind(&settings.listen).with_context(|| format!("binding {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let metrics = Arc::new(Metrics::new());
         let mut worker_config = WorkerConfig::from_settings(&settings.push).context("push settings")?;
         worker_config.outcomes = Some(metrics.deliveries.clone());
+        let activity = Activity::new(store.clone());
+        worker_config.activity = Some(activity.clone());
+        worker_config.events = Some(metrics.delivery_events.clone());
         let webhooks = webhooks_of(&settings.push)?;
+        let transports = transports_of(&settings.push, &webhooks)?;
         let worker = if settings.no_worker {
             None
         } else {
-            Some(PushWorker::spawn(store.clone(), webhooks.clone(), worker_config)?)
+            Some(PushWorker::spawn(store.clone(), transports.clone(), worker_config)?)
         };
         let settings = Arc::new(settings);
         tokio::spawn(maintenance::run(
@@ -68,14 +74,49 @@ impl Application {
             },
             shutdown_rx.clone(),
         ));
+        tokio::spawn(
+            activity
+                .clone()
+                .run(settings.stats.stats_flush_interval, shutdown_rx.clone()),
+        );
+        let limits = &settings.limits;
+        let failures = FailureLimiter::new(
+            limits.auth_failure_burst,
+            limits.auth_failure_interval,
+            limits.auth_failure_clients as usize,
+        );
+        let bodies = Bodies::new(limits.body_timeout, limits.max_large_bodies as usize);
+        let parsers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let envelopes = EnvelopeReader::new(limits.max_soap_body_bytes, bodies.clone(), parsers);
         let state = web::Data::new(AppState {
-            auth: Authenticator::new(store.clone(), settings.admin_token.clone()),
-            pull: Pull::new(store.clone(), shutdown_rx, metrics.clone(), settings.max_waiters),
+            auth: Authenticator::new(store.clone(), settings.admin_token.clone(), failures),
+            pull: Pull::new(
+                store.clone(),
+                shutdown_rx,
+                metrics.clone(),
+                activity.clone(),
+                settings.max_waiters,
+                Watermarks::new(
+                    store.clone(),
+                    &settings.db.database_url,
+                    settings.storage.min_free_disk,
+                    settings.storage.max_db_size,
+                    metrics.storage_full.clone(),
+                ),
+            ),
             store,
             metrics,
             settings: settings.clone(),
             webhooks,
+            bodies,
+            envelopes,
+            transports,
+            ids,
         });
+        let metrics_server = match &settings.metrics_listen {
+            Some(addr) => Some(metrics_server(addr, state.clone())?),
+            None => None,
+        };
         let mut server = HttpServer::new(move || {
             let latency = state.metrics.http_requests.clone();
             App::new()
@@ -100,8 +141,10 @@ impl Application {
                 .configure(crate::api::routes)
                 .configure(crate::soap::routes)
                 .configure(crate::paint::routes)
+                .configure(crate::console::routes)
                 .default_service(web::to(crate::api::not_found))
         })
+        .client_request_timeout(settings.limits.header_timeout)
         .listen(listener)?
         .disable_signals()
         .shutdown_timeout(30);
@@ -123,6 +166,8 @@ impl Application {
             server,
             shutdown,
             worker,
+            activity,
+            metrics_server,
         })
     }
 
@@ -136,19 +181,46 @@ impl Application {
         let shutdown = self.shutdown;
         let server = self.server;
         let worker = self.worker;
+        let activity = self.activity;
+        let metrics_server = self.metrics_server;
         let stopper = tokio::spawn(async move {
             wait_for_signal().await;
             // Long polls answer at once, then in-flight requests drain.
             let _ = shutdown.send(true);
             handle.stop(true).await;
+            if let Some(m) = metrics_server {
+                m.stop(true).await;
+            }
         });
         let r = server.await;
         stopper.abort();
         if let Some(w) = worker {
             w.stop().await;
         }
+        flush_activity(activity).await;
         r
     }
+}
+
+/// `/metrics` alone, without credentials, on `--metrics-listen` (an address
+/// only the monitoring reaches); it runs until the application stops.
+fn metrics_server(addr: &str, state: web::Data<AppState>) -> anyhow::Result<ServerHandle> {
+    let listener = TcpListener::bind(addr).with_context(|| format!("binding --metrics-listen {addr}"))?;
+    tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route("/metrics", web::get().to(crate::api::metrics::render))
+            .default_service(web::to(crate::api::not_found))
+    })
+    .listen(listener)?
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok(handle)
 }
 
 /// The outgoing HTTP client of push, from the settings.
@@ -161,16 +233,52 @@ pub fn webhooks_of(push: &crate::config::PushSettings) -> anyhow::Result<Webhook
     .context("building the push HTTP client")
 }
 
+/// What the delivery transports (http, SMTP, FTP) are built from; checks
+/// the SMTP relay and TLS settings now, so a mistake stops the start.
+pub fn transports_of(push: &crate::config::PushSettings, webhooks: &Webhooks) -> anyhow::Result<TransportSettings> {
+    let m = &push.mail_ftp;
+    let smtp = match (&m.smtp_url, &m.smtp_from) {
+        (Some(url), Some(from)) => Some((url.clone(), from.clone())),
+        (None, None) => None,
+        (Some(_), None) => anyhow::bail!("--smtp-url needs --smtp-from (the From address of mails)"),
+        (None, Some(_)) => anyhow::bail!("--smtp-from needs --smtp-url (the SMTP relay)"),
+    };
+    let t = TransportSettings {
+        webhooks: webhooks.clone(),
+        smtp,
+        extra_roots: m.extra_roots()?,
+        allow_private: push.allow_private_targets,
+    };
+    t.build().context("email and FTP settings")?;
+    Ok(t)
+}
+
 /// `eventd worker`: the push worker alone, until SIGINT/SIGTERM.
 pub async fn run_worker(settings: crate::config::WorkerSettings) -> anyhow::Result<()> {
     let store = Store::connect(&settings.db.database_url, settings.db.db_pool_size)
         .with_context(|| format!("opening the database {}", redact(&settings.db.database_url)))?;
     store.migrate().context("migrating the database")?;
-    let config = WorkerConfig::from_settings(&settings.push).context("push settings")?;
-    let worker = PushWorker::spawn(store, webhooks_of(&settings.push)?, config)?;
+    let mut config = WorkerConfig::from_settings(&settings.push).context("push settings")?;
+    let activity = Activity::new(store.clone());
+    config.activity = Some(activity.clone());
+    let (stop_flushing, flush_rx) = watch::channel(false);
+    tokio::spawn(activity.clone().run(settings.stats.stats_flush_interval, flush_rx));
+    let transports = transports_of(&settings.push, &webhooks_of(&settings.push)?)?;
+    let worker = PushWorker::spawn(store, transports, config)?;
     wait_for_signal().await;
     worker.stop().await;
+    let _ = stop_flushing.send(true);
+    flush_activity(activity).await;
     Ok(())
+}
+
+/// The last activity counts of a stopping process.
+async fn flush_activity(activity: Activity) {
+    match tokio::task::spawn_blocking(move || activity.flush()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "activity counters of the last seconds were not written"),
+        Err(e) => tracing::warn!(error = %e, "activity flush panicked"),
+    }
 }
 
 async fn wait_for_signal() {
@@ -193,6 +301,35 @@ async fn wait_for_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+/// Refuses an operator token shorter than [`MIN_ADMIN_TOKEN_LEN`] (it can be
+/// guessed) unless `--allow-short-admin-token`, which still warns.
+fn check_admin_token(settings: &ServeSettings) -> anyhow::Result<()> {
+    let Some(token) = settings.admin_token.as_deref().filter(|t| !t.is_empty()) else {
+        return Ok(());
+    };
+    if token.chars().count() >= MIN_ADMIN_TOKEN_LEN {
+        return Ok(());
+    }
+    if settings.limits.allow_short_admin_token {
+        tracing::warn!(
+            "the operator token is shorter than {MIN_ADMIN_TOKEN_LEN} characters: anyone who guesses it manages every account"
+        );
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the operator token (EVENTD_ADMIN_TOKEN) has fewer than {MIN_ADMIN_TOKEN_LEN} characters; \
+         use a long random one (e.g. `openssl rand -hex 24`), or pass --allow-short-admin-token (tests only)"
+    )
+}
+
+/// The key of the opaque delivery ids, made by the first node that starts.
+fn id_cipher(store: &Store) -> anyhow::Result<IdCipher> {
+    let key = store
+        .server_secret("delivery_ids", || hex::encode(rand::random::<[u8; 16]>()))
+        .context("reading the key of delivery ids")?;
+    IdCipher::from_hex(&key).context("the stored key of delivery ids (server_secrets) is not 32 hex digits")
 }
 
 /// On first start with an empty database and no operator token, create an

@@ -1,23 +1,25 @@
 //! Interop with real third-party SOAP clients: Python zeep against the
-//! eventNotification service, PHP's SoapClient against both services. The scripts live in tests/interop/. Under
-//! CI=true a missing client fails the test; elsewhere it is skipped with a
-//! note (`.ci/run` installs them).
+//! eventNotification service, PHP's SoapClient against both services, on
+//! both backends. The scripts live in tests/interop/. With CI set to
+//! anything truthy (`1`, `true`…) a missing client fails the test;
+//! elsewhere it is skipped with a note (`.ci/run` installs them).
 
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::{opens, spawn_app, Backend, TestApp};
+use common::{in_ci, opens, spawn_app, Backend, TestApp};
 use serde_json::{json, Value};
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
+both!(
+    zeep_fetches_reads_and_faults,
+    php_soapclient_decodes_event_maps,
+    php_soapclient_speaks_paint
+);
 
 /// A client tool, or None (skip) when it is missing outside CI.
 fn tool(what: &str, program: PathBuf, probe: &[&str], how: &str) -> Option<PathBuf> {
-    let ok = Command::new(&program)
+    let ok = common::clean_command(&program)
         .args(probe)
         .output()
         .map(|o| o.status.success())
@@ -61,7 +63,10 @@ async fn run_then_queue_is_empty(app: &TestApp, key: &str, program: PathBuf, nam
 }
 
 fn run(program: &Path, args: &[String]) {
-    let out = Command::new(program).args(args).output().expect("the client runs");
+    let out = common::clean_command(program)
+        .args(args)
+        .output()
+        .expect("the client runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -73,8 +78,7 @@ fn run(program: &Path, args: &[String]) {
     println!("{stdout}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn zeep_fetches_reads_and_faults() {
+async fn zeep_fetches_reads_and_faults(b: Backend) {
     let python = std::env::var("EVENTD_INTEROP_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
@@ -86,7 +90,7 @@ async fn zeep_fetches_reads_and_faults() {
     ) else {
         return;
     };
-    let app = spawn_app(Backend::Sqlite).await;
+    let app = spawn_app(b).await;
     let (_, key) = app.create_account("acme").await;
     app.ingest(&key, &opens(2)).await;
     app.ingest(
@@ -108,31 +112,32 @@ async fn zeep_fetches_reads_and_faults() {
 fn php() -> Option<PathBuf> {
     let php = std::env::var("EVENTD_INTEROP_PHP").unwrap_or_else(|_| "php".to_string());
     tool(
-        "PHP with the soap extension",
+        "PHP with the soap and dom extensions",
         PathBuf::from(php),
-        &["-r", "exit(extension_loaded('soap') ? 0 : 1);"],
-        "install Debian's php-cli php-soap (see .ci/run) or set EVENTD_INTEROP_PHP",
+        &[
+            "-r",
+            "exit(extension_loaded('soap') && extension_loaded('dom') ? 0 : 1);",
+        ],
+        "install Debian's php-cli php-soap php-xml (see .ci/run) or set EVENTD_INTEROP_PHP",
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn php_soapclient_decodes_event_maps() {
+async fn php_soapclient_decodes_event_maps(b: Backend) {
     let Some(php) = php() else {
         return;
     };
-    let app = spawn_app(Backend::Sqlite).await;
+    let app = spawn_app(b).await;
     let (_, key) = app.create_account("acme").await;
     ingest_open_and_click(&app, &key, json!({"geo": "FR"})).await;
     let args = vec![app.base.clone(), key.clone()];
     run_then_queue_is_empty(&app, &key, php, "event_notification_client.php", args).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn php_soapclient_speaks_paint() {
+async fn php_soapclient_speaks_paint(b: Backend) {
     let Some(php) = php() else {
         return;
     };
-    let app = spawn_app(Backend::Sqlite).await;
+    let app = spawn_app(b).await;
     let (_, key) = app.create_account("acme").await;
     ingest_open_and_click(&app, &key, json!({"name": "Smith, \"Jo\"\nx", "city": "Zürich"})).await;
     // The `Y` calls delete what they return.

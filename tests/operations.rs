@@ -3,27 +3,22 @@
 
 mod common;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{fresh_database, opens, recipients, spawn_app, spawn_app_with, Backend, ADMIN};
+use common::{
+    free_port, fresh_database, metric, opens, recipients, sigterm, spawn_app, spawn_app_with, start_binary_logged,
+    until, wait_up, Backend, ADMIN,
+};
 use serde_json::{json, Value};
 
 both!(
     metrics_count_what_happened,
     retention_prunes_history_and_expires_old_queue_events,
     logs_never_show_secrets,
-    sigterm_drains_and_exits_zero
+    sigterm_drains_and_exits_zero,
+    sigterm_finishes_deliveries_in_flight,
+    readyz_follows_the_database,
 );
-
-fn metric(text: &str, name_and_labels: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
 
 async fn metrics_count_what_happened(b: Backend) {
     let app = spawn_app(b).await;
@@ -43,7 +38,7 @@ async fn metrics_count_what_happened(b: Backend) {
     let id = batch["batch_id"].as_str().unwrap();
     app.post_empty(&format!("/v1/batches/{id}/read"), &key).await;
 
-    let r = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let r = app.get("/metrics", ADMIN).await;
     assert_eq!(r.status(), 200);
     assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     let text = r.text().await.unwrap();
@@ -75,86 +70,46 @@ async fn retention_prunes_history_and_expires_old_queue_events(b: Backend) {
     .await;
     let (_, key) = app.create_account("acme").await;
     app.ingest(&key, &opens(5)).await;
+    let once = json!({"trigger": "CLICK", "recipient": "c@x.test", "external_id": "once"});
+    assert_eq!(app.ingest(&key, &once).await["accepted"], 1);
     // One batch stays open: its events are not expired while leased.
     let open = app.fetch(&key, &json!({"size": 2, "lease_seconds": 60})).await;
     assert_eq!(recipients(&open).len(), 2);
-    let mut text = String::new();
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        text = app.get_text("/metrics").await;
-        if metric(&text, "eventd_queue_expired_total") >= 3.0 && metric(&text, "eventd_history_pruned_total") >= 5.0 {
-            break;
-        }
-    }
-    assert_eq!(metric(&text, "eventd_queue_expired_total"), 3.0, "{text}");
-    assert_eq!(metric(&text, "eventd_history_pruned_total"), 5.0);
+    // The history keeps what the queue still refers to: the open batch's
+    // two events stay until it is marked read.
+    let text = until("expiry and pruning", Duration::from_secs(30), || async {
+        let text = app.metrics().await;
+        (metric(&text, "eventd_queue_expired_total") >= 4.0 && metric(&text, "eventd_history_pruned_total") >= 4.0)
+            .then_some(text)
+    })
+    .await;
+    assert_eq!(metric(&text, "eventd_queue_expired_total"), 4.0, "{text}");
+    assert_eq!(metric(&text, "eventd_history_pruned_total"), 4.0);
     let q = app.queue(&key).await;
     assert_eq!(q["pending"], 0);
     assert_eq!(q["in_flight"], 2);
-    // The same external_id can be used again once its event left the history.
+    // The open batch can still be marked read, with its events.
+    let again = app.fetch(&key, &json!({"size": 2, "lease_seconds": 60})).await;
+    assert_eq!(recipients(&again), recipients(&open));
     let id = open["batch_id"].as_str().unwrap();
     let r = app.post_empty(&format!("/v1/batches/{id}/read"), &key).await;
     assert_eq!(r.json::<Value>().await.unwrap()["deleted"], 2);
-}
-
-/// Starts the release-or-debug `eventd` binary; returns (child, base url).
-fn start_binary(db_url: &str, port: u16, extra: &[&str]) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_eventd"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--database-url",
-            db_url,
-            "--http-workers",
-            "2",
-        ])
-        .args(extra)
-        .env("EVENTD_ADMIN_TOKEN", ADMIN)
-        .env("RUST_LOG", "trace")
-        .env_remove("DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("eventd binary starts")
-}
-
-async fn wait_up(client: &reqwest::Client, base: &str) {
-    for _ in 0..200 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server did not come up");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn sigterm(child: &std::process::Child) {
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    until("the read events pruned", Duration::from_secs(30), || async {
+        (metric(&app.metrics().await, "eventd_history_pruned_total") >= 6.0).then_some(())
+    })
+    .await;
+    // The same external_id can be used again once its event left the history.
+    assert_eq!(app.ingest(&key, &once).await, json!({"accepted": 1, "duplicates": 0}));
 }
 
 /// Starts the binary on a fresh database and creates an account `acme`:
 /// (child, base url, client, its key, the database's guard).
-async fn start_with_account(
-    b: Backend,
-    extra: &[&str],
-) -> (std::process::Child, String, reqwest::Client, String, impl Sized) {
+async fn start_with_account(b: Backend, extra: &[&str]) -> (std::process::Child, String, reqwest::Client, String, Db) {
     let (db_url, tmp) = fresh_database(b);
     let pg = common::drop_pg_later(b, &db_url);
     let port = free_port();
-    let child = start_binary(&db_url, port, extra);
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let child = start_binary_logged(&db_url, port, extra, log.path());
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     wait_up(&client, &base).await;
@@ -167,11 +122,26 @@ async fn start_with_account(
         .unwrap();
     let v: Value = r.json().await.unwrap();
     let key = v["api_key"].as_str().unwrap().to_string();
-    (child, base, client, key, (tmp, pg))
+    let db = Db {
+        db_url,
+        _tmp: tmp,
+        _pg: pg.map(|g| Box::new(g) as Box<dyn std::any::Any>),
+        log,
+    };
+    (child, base, client, key, db)
+}
+
+/// A test database and what removes it at the end.
+struct Db {
+    db_url: String,
+    _tmp: Option<tempfile::TempDir>,
+    _pg: Option<Box<dyn std::any::Any>>,
+    /// The server's log (trace level).
+    log: tempfile::NamedTempFile,
 }
 
 async fn logs_never_show_secrets(b: Backend) {
-    let (mut child, base, client, key, _db) = start_with_account(b, &["--log-format", "json"]).await;
+    let (mut child, base, client, key, db) = start_with_account(b, &["--log-format", "json"]).await;
     client
         .post(format!("{base}/v1/events"))
         .bearer_auth(&key)
@@ -240,8 +210,7 @@ async fn logs_never_show_secrets(b: Backend) {
     sigterm(&child);
     let status = child.wait().unwrap();
     assert!(status.success());
-    let mut log = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    let log = std::fs::read_to_string(db.log.path()).unwrap();
     assert!(log.contains("/v1/events"), "requests are logged: {log}");
     for line in log.lines().filter(|l| !l.trim().is_empty()) {
         let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
@@ -273,7 +242,20 @@ async fn sigterm_drains_and_exits_zero(b: Backend) {
             .await
             .map(|r| r.status().as_u16())
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The signal comes once the poll is waiting on the server.
+    until("the long poll waits", Duration::from_secs(30), || async {
+        let text = client
+            .get(format!("{base}/metrics"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        (metric(&text, "eventd_long_poll_waiters") == 1.0).then_some(())
+    })
+    .await;
     sigterm(&child);
     let answered = tokio::time::timeout(Duration::from_secs(10), poll)
         .await
@@ -284,4 +266,102 @@ async fn sigterm_drains_and_exits_zero(b: Backend) {
         .await
         .unwrap();
     assert!(status.success(), "exit status {status:?}");
+}
+
+async fn sigterm_finishes_deliveries_in_flight(b: Backend) {
+    use common::push::{deliveries, Mode, Receiver};
+    let rx = Receiver::start().await;
+    rx.set("slow", Mode::Slow(1500));
+    let (mut child, base, client, key, db) =
+        start_with_account(b, &["--allow-private-targets", "--push-poll-interval", "20ms"]).await;
+    let r = client
+        .put(format!("{base}/v1/triggers/OPEN"))
+        .bearer_auth(&key)
+        .json(&json!({"destination": "http", "http": {"url": rx.url("slow")}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    client
+        .post(format!("{base}/v1/events"))
+        .bearer_auth(&key)
+        .json(&opens(1))
+        .send()
+        .await
+        .unwrap();
+    until("the request in flight", Duration::from_secs(30), || async {
+        (!rx.hits("slow").is_empty()).then_some(())
+    })
+    .await;
+    sigterm(&child);
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    // The answer that came after the signal was recorded before the exit.
+    let app = common::spawn_app_on(b, &db.db_url, &["--no-worker"]).await;
+    let list = deliveries(&app, &key, "").await;
+    assert_eq!(list[0]["status"], "delivered", "{list:?}");
+    assert_eq!(list[0]["attempts"], 1);
+    assert_eq!(rx.hits("slow").len(), 1);
+}
+
+/// /readyz answers 200 while the database answers, 503 `not_ready` while it
+/// does not, and 200 again after. Taking the database away is done on
+/// PostgreSQL (refuse connections, end the server's sessions); an embedded
+/// SQLite file cannot become unreachable while the process holds it open.
+async fn readyz_follows_the_database(b: Backend) {
+    let app = spawn_app(b).await;
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "ready");
+    if b == Backend::Sqlite {
+        return;
+    }
+    let name = app
+        .db_url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    let admin = common::pg_url("postgres");
+    common::exec_sql(
+        b,
+        &admin,
+        &format!(
+            "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"
+        ),
+    );
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "not_ready");
+    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the process is still up");
+    common::exec_sql(b, &admin, &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true;"));
+    until("ready again", Duration::from_secs(60), || async {
+        let r = app.client.get(app.url("/readyz")).send().await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+}
+
+/// Without PostgreSQL, `cargo test` skips its variants, unless a truthy CI
+/// or EVENTD_TEST_PG asks for them.
+#[test]
+fn postgres_tests_are_skipped_only_when_nothing_asks_for_them() {
+    use common::pg_skip_policy;
+    assert!(
+        pg_skip_policy(false, false, || false),
+        "skipped: unreachable, not asked for"
+    );
+    assert!(!pg_skip_policy(false, false, || true), "run: reachable");
+    assert!(!pg_skip_policy(true, false, || false), "fail: CI asks for them");
+    assert!(
+        !pg_skip_policy(false, true, || false),
+        "fail: EVENTD_TEST_PG asks for them"
+    );
 }

@@ -3,6 +3,7 @@
 mod common;
 
 use base64::Engine;
+use common::paint::{call, item, login, nil_item, post, request, result, text, S11};
 use common::{spawn_app, spawn_app_with, Backend, TestApp};
 use eventd::soapxml::envelope::parse_envelope;
 use eventd::soapxml::map::{self, MapValue};
@@ -15,100 +16,12 @@ both!(
     csv_quotes_commas_quotes_newlines_and_non_ascii,
     contexts_expire_and_belong_to_their_account,
     validation_errors_name_the_problem,
+    signup_is_the_paint_name_of_optin,
     hostile_and_malformed_documents_are_client_faults,
     axis_style_multi_references_are_resolved,
+    max_notifications_defaults_to_1000_and_is_capped_at_10000,
+    storage_failures_are_bean_exception_system,
 );
-
-const S11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
-
-/// A handleRequest envelope written the way PHP's SoapClient writes it,
-/// with our own prefixes; `entity`/`process` are already-encoded maps or "".
-fn request(ctx: Option<&str>, class: &str, process_name: &str, entity: &str, process: &str) -> String {
-    let ctx = match ctx {
-        Some(c) => format!(r#"<contextId x:type="s:string">{c}</contextId>"#),
-        None => r#"<contextId x:nil="true"/>"#.to_string(),
-    };
-    let part = |name: &str, body: &str| {
-        if body.is_empty() {
-            format!(r#"<{name} x:nil="true"/>"#)
-        } else {
-            format!(r#"<{name} x:type="m:Map">{body}</{name}>"#)
-        }
-    };
-    format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<E:Envelope xmlns:E="{S11}" xmlns:p="urn:localhost-paint" xmlns:x="http://www.w3.org/2001/XMLSchema-instance"
- xmlns:s="http://www.w3.org/2001/XMLSchema" xmlns:m="http://xml.apache.org/xml-soap"
- xmlns:enc="http://schemas.xmlsoap.org/soap/encoding/" E:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/">
-<E:Body><p:handleRequest>{ctx}<className x:type="s:string">{class}</className><processName x:type="s:string">{process_name}</processName>{}{}</p:handleRequest></E:Body></E:Envelope>"#,
-        part("entityData", entity),
-        part("processData", process)
-    )
-}
-
-fn item(key: &str, value: &str) -> String {
-    format!(r#"<item><key x:type="s:string">{key}</key><value x:type="s:string">{value}</value></item>"#)
-}
-
-fn nil_item(key: &str) -> String {
-    format!(r#"<item><key x:type="s:string">{key}</key><value x:nil="true"/></item>"#)
-}
-
-async fn post(app: &TestApp, body: String) -> (u16, String) {
-    let r = app
-        .client
-        .post(app.url("/soap/paint"))
-        .header("Content-Type", "text/xml; charset=utf-8")
-        .header("SOAPAction", "\"\"")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
-/// Posts a request and decodes the returned map.
-async fn call(app: &TestApp, body: String) -> MapValue {
-    let (status, text) = post(app, body).await;
-    assert_eq!(status, 200, "{text}");
-    let env = parse_envelope(text.as_bytes()).unwrap();
-    assert!(
-        env.body.name.is("urn:localhost-paint", "handleRequestResponse"),
-        "{text}"
-    );
-    map::decode(&env.body.children[0]).unwrap()
-}
-
-fn result(v: &MapValue) -> &str {
-    match v.get("result") {
-        Some(MapValue::Str(s)) => s,
-        other => panic!("no result: {other:?}"),
-    }
-}
-
-fn text(v: Option<&MapValue>) -> String {
-    v.and_then(|v| v.as_text()).map(|s| s.into_owned()).unwrap_or_default()
-}
-
-async fn login(app: &TestApp, user: &str, key: &str) -> String {
-    let r = call(
-        app,
-        request(
-            None,
-            "bus_facade_context",
-            "login",
-            &(item("userName", user) + &item("password", key)),
-            "",
-        ),
-    )
-    .await;
-    assert_eq!(result(&r), "success", "{r:?}");
-    text(
-        r.get("resultData")
-            .and_then(|d| d.get("bus_entity_context"))
-            .and_then(|c| c.get("beanId")),
-    )
-}
 
 /// getBatch with processData from (key, value) pairs; returns the result map.
 async fn get_batch(app: &TestApp, ctx: &str, params: &[(&str, &str)]) -> MapValue {
@@ -171,6 +84,8 @@ async fn wsdl_is_rpc_encoded_with_this_servers_address(b: Backend) {
     assert_eq!(served, file.replace("http://localhost:8080/soap/paint", &here));
     assert!(served.contains(r#"targetNamespace="urn:localhost-paint""#));
     assert!(served.contains(r#"style="rpc""#) && served.contains(r#"use="encoded""#));
+    // Tools reading the endpoint with `//soap:address/@location` find it.
+    assert_eq!(common::soap_address_locations(&served), [here.as_str()]);
     let r = app.client.get(app.url("/soap/paint")).send().await.unwrap();
     assert_eq!(r.status(), 404);
 }
@@ -242,9 +157,14 @@ async fn mark_as_read_y_deletes_and_n_keeps(b: Backend) {
     let rest = batch(&get_batch(&app, &ctx, &p).await);
     assert_eq!(rest.count, 1);
     assert_eq!(rest.col(0, "email"), "r2@x.test");
+    // Nothing left: eventMeta still holds the requested type's header (an
+    // empty Map would decode as NULL in PHP, not as an array).
     let none = batch(&get_batch(&app, &ctx, &p).await);
-    assert_eq!((none.count, none.rows.len(), none.meta.len()), (0, 0, 0));
-    // The CLICK was never asked for and is still there; above 10,000 is capped.
+    assert_eq!((none.count, none.rows.len()), (0, 0));
+    assert_eq!(none.meta.len(), 1, "{:?}", none.meta);
+    assert_eq!(none.meta[0].0, "OPEN");
+    assert!(none.meta[0].1.starts_with("type,email,eventId,"), "{:?}", none.meta);
+    // The CLICK was never asked for and is still there.
     let p = [
         ("notificationTypes", "CLICK,OPEN"),
         ("maxNotifications", "50000"),
@@ -359,6 +279,38 @@ async fn contexts_expire_and_belong_to_their_account(b: Backend) {
     assert_eq!(result(&r), "bean_exception_security");
 }
 
+/// PAINT calls a sign-up through a form `SIGNUP`; eventd's trigger is OPTIN.
+/// A getBatch answers with the name it was asked for.
+async fn signup_is_the_paint_name_of_optin(b: Backend) {
+    let app = spawn_app(b).await;
+    let (_, key) = app.create_account("acme").await;
+    app.ingest(
+        &key,
+        &json!([{"trigger": "OPTIN", "recipient": "s@x.test"}, {"trigger": "OPEN", "recipient": "o@x.test"}]),
+    )
+    .await;
+    let ctx = login(&app, "acme", &key).await;
+    let p = [("notificationTypes", "signup"), ("markAsReadInd", "N")];
+    let b = batch(&get_batch(&app, &ctx, &p).await);
+    assert_eq!(b.count, 1);
+    assert_eq!(b.meta.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(), ["SIGNUP"]);
+    assert_eq!(
+        (b.rows[0][0].as_str(), b.col(0, "email").as_str()),
+        ("SIGNUP", "s@x.test")
+    );
+    // Asked as OPTIN, it is called OPTIN; both names in one call: the first wins.
+    let b = batch(&get_batch(&app, &ctx, &[("notificationTypes", "OPTIN,OPEN")]).await);
+    assert_eq!(
+        b.meta.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),
+        ["OPTIN", "OPEN"]
+    );
+    assert_eq!(b.rows[0][0], "OPTIN");
+    let b = batch(&get_batch(&app, &ctx, &[("notificationTypes", "SIGNUP,OPTIN")]).await);
+    assert_eq!(b.meta.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(), ["SIGNUP"]);
+    assert_eq!((b.count, b.rows[0][0].as_str()), (1, "SIGNUP"));
+    assert_eq!(app.queue(&key).await["pending"], 2);
+}
+
 async fn validation_errors_name_the_problem(b: Backend) {
     let app = spawn_app(b).await;
     let (_, key) = app.create_account("acme").await;
@@ -368,14 +320,16 @@ async fn validation_errors_name_the_problem(b: Backend) {
     type Case = (Vec<(&'static str, &'static str)>, &'static str, &'static str);
     let cases: Vec<Case> = vec![
         (
-            vec![("notificationTypes", "OPEN,SIGNUP,nope")],
+            vec![("notificationTypes", "OPEN,SIGNUP,nope,SIGN_UP")],
             "notificationTypes",
-            "SIGNUP, nope",
+            "unknown notification type(s): nope, SIGN_UP;",
         ),
         (vec![("maxNotifications", "0")], "maxNotifications", "1 to 10000"),
         (vec![("maxNotifications", "lots")], "maxNotifications", "whole number"),
         (vec![("markAsReadInd", "maybe")], "markAsReadInd", "Y or N"),
         (vec![("clientType", "PUSH")], "clientType", "CLIENT_PULL"),
+        (vec![("encoding", "base64")], "encoding", "plain"),
+        (vec![("markAsProcessingInd", "Y")], "markAsProcessingInd", "only N"),
     ];
     for (params, field, needle) in cases {
         let r = get_batch(&app, &ctx, &params).await;
@@ -391,6 +345,7 @@ async fn validation_errors_name_the_problem(b: Backend) {
         request(Some(&ctx), "bus_facade_eventNotification", "delete", "", ""),
     )
     .await;
+    assert_eq!(result(&r), "bean_exception_validation");
     assert!(text(r.get("resultData").and_then(|d| d.get("processName"))).contains("delete"));
     let r = call(
         &app,
@@ -404,18 +359,43 @@ async fn validation_errors_name_the_problem(b: Backend) {
     assert_eq!((q["pending"].as_i64(), q["in_flight"].as_i64()), (Some(1), Some(0)));
 
     // What the sample client sends besides (clientType CLIENT_PULL, encoding
-    // plain, markAsProcessingInd) is accepted; a maxNotifications over
-    // 10,000 is capped, not refused.
+    // plain, markAsProcessingInd N) is accepted, in any case.
     let params = [
         ("notificationTypes", "OPEN"),
-        ("maxNotifications", "50000"),
         ("markAsReadInd", "N"),
-        ("clientType", "CLIENT_PULL"),
-        ("encoding", "plain"),
-        ("markAsProcessingInd", "N"),
+        ("clientType", "client_pull"),
+        ("encoding", "PLAIN"),
+        ("markAsProcessingInd", "n"),
     ];
     assert_eq!(batch(&get_batch(&app, &ctx, &params).await).count, 1);
     assert_eq!(app.queue(&key).await["pending"], 1);
+}
+
+/// Without maxNotifications a getBatch returns 1,000 events; above 10,000
+/// it is capped at 10,000 rather than refused.
+async fn max_notifications_defaults_to_1000_and_is_capped_at_10000(b: Backend) {
+    let app = spawn_app(b).await;
+    let (_, key) = app.create_account("acme").await;
+    app.ingest(&key, &common::opens(10_000)).await;
+    app.ingest(&key, &common::opens(1_001)).await;
+    let ctx = login(&app, "acme", &key).await;
+    let n = |r: &MapValue| batch(r).count;
+    assert_eq!(n(&get_batch(&app, &ctx, &[("markAsReadInd", "N")]).await), 1_000);
+    let nil = call(
+        &app,
+        request(
+            Some(&ctx),
+            "bus_facade_eventNotification",
+            "getBatch",
+            "",
+            &nil_item("maxNotifications"),
+        ),
+    )
+    .await;
+    assert_eq!(n(&nil), 1_000);
+    let all = [("maxNotifications", "50000"), ("markAsReadInd", "Y")];
+    assert_eq!(n(&get_batch(&app, &ctx, &all).await), 10_000);
+    assert_eq!(app.queue(&key).await["pending"], 1_001);
 }
 
 async fn hostile_and_malformed_documents_are_client_faults(b: Backend) {
@@ -455,10 +435,10 @@ async fn hostile_and_malformed_documents_are_client_faults(b: Backend) {
     }
     assert_eq!(app.queue(&key).await["pending"], 1);
 
-    // Over the body limit: a Client fault too.
-    let small = spawn_app_with(b, &["--max-body-bytes", "2000"]).await;
+    // Over the SOAP body limit: a Client fault with 413.
+    let small = spawn_app_with(b, &["--max-soap-body-bytes", "2000"]).await;
     let (status, text) = post(&small, request(None, &"x".repeat(5000), "login", "", "")).await;
-    assert_eq!(status, 400, "{text}");
+    assert_eq!(status, 413, "{text}");
     let env = parse_envelope(text.as_bytes()).unwrap();
     assert_eq!(env.body.child("faultcode").unwrap().text, "soap:Client");
     assert!(env
@@ -530,4 +510,19 @@ async fn measure_paint_get_batch_y_of_10000() {
         "PAINT getBatch Y of 10,000 events, median of 5: {:?}",
         common::median(times)
     );
+}
+
+/// Our own failures (here: the queue's tables gone) answer
+/// `bean_exception_system`, and the events are still there afterwards.
+async fn storage_failures_are_bean_exception_system(b: Backend) {
+    let app = spawn_app(b).await;
+    let (_, key) = app.create_account("acme").await;
+    app.ingest(&key, &common::opens(1)).await;
+    let ctx = login(&app, "acme", &key).await;
+    common::hide_tables(b, &app.db_url);
+    let r = get_batch(&app, &ctx, &[("markAsReadInd", "Y")]).await;
+    assert_eq!(result(&r), "bean_exception_system", "{r:?}");
+    assert!(!text(r.get("resultData")).is_empty(), "{r:?}");
+    common::restore_tables(b, &app.db_url);
+    assert_eq!(batch(&get_batch(&app, &ctx, &[("markAsReadInd", "Y")]).await).count, 1);
 }

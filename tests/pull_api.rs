@@ -26,6 +26,7 @@ both!(
     marking_an_expired_batch_that_was_handed_on_conflicts,
     operator_ingests_for_an_account,
     revoked_key_stops_working,
+    fetch_defaults_to_1000_events_and_a_300_s_lease_of_at_most_12_h,
 );
 
 async fn ingest_fetch_mark_read_empties_the_queue(b: Backend) {
@@ -238,34 +239,58 @@ async fn release_returns_events_at_once(b: Backend) {
 async fn long_poll_wakes_on_ingest(b: Backend) {
     let app = spawn_app(b).await;
     let (_, key) = app.create_account("acme").await;
-    let client = app.client.clone();
-    let url = app.url("/v1/batches");
-    let k = key.clone();
+    // The poll also re-checks the database every second on SQLite (every
+    // 5 s on PostgreSQL, where a listener reports other nodes' events), so
+    // one quick answer could be luck: three in a row, each well under that
+    // interval, show that the ingest woke it. PostgreSQL gets the wider
+    // margin its longer interval allows (a loaded machine's commit can take
+    // more than 600 ms).
+    let limit = match b {
+        Backend::Postgres => Duration::from_millis(2500),
+        Backend::Sqlite => Duration::from_millis(600),
+    };
+    for round in 0..3 {
+        let client = app.client.clone();
+        let url = app.url("/v1/batches");
+        let k = key.clone();
+        let poll = tokio::spawn(async move {
+            let v: Value = client
+                .post(url)
+                .bearer_auth(k)
+                .json(&json!({"wait_seconds": 15, "consumer": format!("c{round}")}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (v, Instant::now())
+        });
+        app.until_waiting(1.0).await;
+        let arrived = Instant::now();
+        app.ingest(
+            &key,
+            &json!({"trigger": "OPEN", "recipient": format!("r{round}@x.test")}),
+        )
+        .await;
+        let (v, answered) = poll.await.unwrap();
+        assert_eq!(recipients(&v), vec![format!("r{round}@x.test")]);
+        let took = answered.saturating_duration_since(arrived);
+        assert!(
+            took < limit,
+            "round {round}: answered on arrival, not at the next re-check ({took:?})"
+        );
+        app.until_waiting(0.0).await;
+    }
+    // An empty wait ends at its deadline, not before, with an empty answer.
     let started = Instant::now();
-    let poll = tokio::spawn(async move {
-        let v: Value = client
-            .post(url)
-            .bearer_auth(k)
-            .json(&json!({"wait_seconds": 15}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        (v, started.elapsed())
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    app.ingest(&key, &opens(1)).await;
-    let (v, took) = poll.await.unwrap();
-    assert_eq!(recipients(&v), vec!["r0@x.test"]);
-    assert!(
-        took < Duration::from_secs(10),
-        "answered on arrival, not at the deadline ({took:?})"
-    );
-    // An empty wait ends at its deadline with an empty answer.
     let v = app.fetch(&key, &json!({"wait_seconds": 1, "consumer": "idle"})).await;
     assert_eq!(v["batch_id"], Value::Null);
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 async fn long_polls_beyond_max_waiters_answer_at_once(b: Backend) {
@@ -279,10 +304,13 @@ async fn long_polls_beyond_max_waiters_answer_at_once(b: Backend) {
             .json(&json!({"wait_seconds": 20, "consumer": "a"}));
         r.send().await.unwrap().json::<Value>().await.unwrap()
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // The one waiter slot is taken: a second long poll answers empty at once.
+    app.until_waiting(1.0).await;
+    // The one waiter slot is taken: a second long poll answers empty at
+    // once (well before its 20 s), while the first keeps waiting.
+    let started = Instant::now();
     let second = app.fetch(&key, &json!({"wait_seconds": 20, "consumer": "b"})).await;
     assert_eq!(second["batch_id"], Value::Null);
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
     assert!(!first.is_finished(), "the first poll still waits");
     app.ingest(&key, &opens(1)).await;
     assert_eq!(recipients(&first.await.unwrap()), vec!["r0@x.test"]);
@@ -381,12 +409,19 @@ async fn oversize_and_malformed_bodies(b: Backend) {
     let r = send_raw("application/json", "{\"trigger\": \"OPEN\",").await.unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "malformed_json");
+    let code = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap();
+        (status, v["error"]["code"].as_str().unwrap_or_default().to_string())
+    };
     let r = send_raw("text/plain", "{\"trigger\": \"OPEN\"}").await.unwrap();
-    assert_eq!(r.status(), 415);
+    assert_eq!(code(r).await, (415, "unsupported_media_type".into()));
     let r = send_raw("application/json", "42").await.unwrap();
-    assert_eq!(r.status(), 422);
+    assert_eq!(code(r).await, (422, "invalid_request".into()));
     let r = send_raw("application/json", "[\u{0}]").await.unwrap();
-    assert_eq!(r.status(), 400);
+    assert_eq!(code(r).await, (400, "malformed_json".into()));
+    let r = send_raw("application/json", "  ").await.unwrap();
+    assert_eq!(code(r).await, (422, "no_events".into()));
 
     // More than 10,000 events in one request.
     let many = opens(10_001);
@@ -396,11 +431,11 @@ async fn oversize_and_malformed_bodies(b: Backend) {
     assert_eq!(r.status(), 413);
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "too_many_events");
 
-    // Wrong types in a fetch request.
-    let r = app.post("/v1/batches", &key, &json!({"size": "ten"})).await;
-    assert_eq!(r.status(), 422);
-    let r = app.post("/v1/batches", &key, &json!({"sizes": 10})).await;
-    assert_eq!(r.status(), 422);
+    // Wrong types and unknown fields in a fetch request.
+    for bad in [json!({"size": "ten"}), json!({"sizes": 10})] {
+        let r = app.post("/v1/batches", &key, &bad).await;
+        assert_eq!(code(r).await, (422, "invalid_request".into()), "{bad}");
+    }
     assert_eq!(app.queue(&key).await["pending"], 0);
 }
 
@@ -428,14 +463,20 @@ async fn trigger_filter_and_size_limits(b: Backend) {
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["error"]["code"], "unknown_trigger");
     assert!(e["error"]["message"].as_str().unwrap().contains("NOPE"));
-    for bad in [
-        json!({"size": 0}),
-        json!({"size": 10001}),
-        json!({"lease_seconds": 0}),
-        json!({"wait_seconds": 21}),
+    for (bad, field) in [
+        (json!({"size": 0}), "size"),
+        (json!({"size": 10001}), "size"),
+        (json!({"lease_seconds": 0}), "lease_seconds"),
+        (json!({"lease_seconds": 43_201}), "lease_seconds"),
+        (json!({"wait_seconds": 21}), "wait_seconds"),
+        (json!({"wait_seconds": -1}), "wait_seconds"),
+        (json!({"consumer": "a b"}), "consumer"),
     ] {
         let r = app.post("/v1/batches", &key, &bad).await;
         assert_eq!(r.status(), 422, "{bad}");
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["code"], "invalid_parameter", "{bad}");
+        assert_eq!(e["error"]["details"]["field"], field, "{bad}");
     }
     let v = app.fetch(&key, &json!({"size": 10000, "consumer": "y"})).await;
     assert_eq!(recipients(&v), vec!["o1@x.test"]);
@@ -556,4 +597,24 @@ async fn revoked_key_stops_working(b: Backend) {
     assert_eq!(app.get("/v1/queue", &first).await.status(), 200);
     let r = app.delete(&format!("/v1/accounts/{id}/keys/key_nope"), ADMIN).await;
     assert_eq!(r.status(), 404);
+}
+
+/// SPEC §5: size defaults to 1,000; lease_seconds to 300, at most 43,200.
+async fn fetch_defaults_to_1000_events_and_a_300_s_lease_of_at_most_12_h(b: Backend) {
+    let app = spawn_app(b).await;
+    let (_, key) = app.create_account("acme").await;
+    app.ingest(&key, &opens(1_001)).await;
+    let lease = |batch: &Value| {
+        let t = chrono::DateTime::parse_from_rfc3339(batch["expires_at"].as_str().unwrap()).unwrap();
+        (t.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds()
+    };
+    let v = app.fetch(&key, &json!({})).await;
+    assert_eq!(v["count"], 1_000);
+    assert_eq!(v["remaining"], 1);
+    assert!((290..=300).contains(&lease(&v)), "{}", lease(&v));
+    let v = app
+        .fetch(&key, &json!({"consumer": "long", "lease_seconds": 43_200}))
+        .await;
+    assert_eq!(v["count"], 1);
+    assert!((43_190..=43_200).contains(&lease(&v)), "{}", lease(&v));
 }

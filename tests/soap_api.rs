@@ -17,6 +17,7 @@ both!(
     bad_arguments_and_unknown_batches_are_client_faults,
     long_poll_answers_when_events_arrive,
     oversize_envelopes_are_client_faults,
+    storage_failures_are_server_faults,
 );
 
 const S11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
@@ -131,6 +132,7 @@ async fn wsdl_is_served_with_this_servers_address(b: Backend) {
         file.replace("http://localhost:8080/soap/eventNotification", &here)
     );
     assert!(served.contains(&format!(r#"<soap:address location="{here}"/>"#)));
+    assert_eq!(common::soap_address_locations(&served), [here.as_str()]);
     let root = dom::parse(served.as_bytes()).unwrap();
     assert!(root.name.is("http://schemas.xmlsoap.org/wsdl/", "definitions"));
 
@@ -340,7 +342,7 @@ async fn authentication_by_basic_bearer_and_ws_security(b: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 500);
+    assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("soap:Client"));
 
     // WS-Security UsernameToken, PasswordText, in a header with its own prefixes.
@@ -517,19 +519,33 @@ async fn long_poll_answers_when_events_arrive(b: Backend) {
     let app = std::sync::Arc::new(spawn_app(b).await);
     let (_, key) = app.create_account("acme").await;
     let (a, k) = (app.clone(), key.clone());
-    let poll =
-        tokio::spawn(
-            async move { soap11(&a, &k, "<e:fetchBatch><e:waitSeconds>15</e:waitSeconds></e:fetchBatch>").await },
-        );
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let poll = tokio::spawn(async move {
+        let r = soap11(&a, &k, "<e:fetchBatch><e:waitSeconds>15</e:waitSeconds></e:fetchBatch>").await;
+        (r, std::time::Instant::now())
+    });
+    app.until_waiting(1.0).await;
+    let arrived = std::time::Instant::now();
     app.ingest(&key, &opens(2)).await;
-    let r = poll.await.unwrap();
+    let (r, answered) = poll.await.unwrap();
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.field("count"), "2");
+    // Well under the one-second database re-check: woken by the ingest.
+    let took = answered.saturating_duration_since(arrived);
+    assert!(took < std::time::Duration::from_millis(700), "{took:?}");
+    // An empty wait lasts until its deadline.
+    let started = std::time::Instant::now();
+    let r = soap11(
+        &app,
+        &key,
+        "<e:fetchBatch><e:consumer>idle</e:consumer><e:waitSeconds>1</e:waitSeconds></e:fetchBatch>",
+    )
+    .await;
+    assert_eq!(r.field("count"), "0", "{}", r.text);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(950));
 }
 
 async fn oversize_envelopes_are_client_faults(b: Backend) {
-    let app = spawn_app_with(b, &["--max-body-bytes", "2000"]).await;
+    let app = spawn_app_with(b, &["--max-soap-body-bytes", "2000"]).await;
     let (_, key) = app.create_account("acme").await;
     app.ingest(&key, &opens(1)).await;
     let big = format!(
@@ -537,14 +553,14 @@ async fn oversize_envelopes_are_client_faults(b: Backend) {
         "x".repeat(5000)
     );
     let r = soap11(&app, &key, &big).await;
-    assert_eq!(r.status, 500, "{}", r.text);
+    assert_eq!(r.status, 413, "{}", r.text);
     let (code, msg) = r.fault11();
     assert_eq!(code, "soap:Client");
     assert!(msg.contains("exceeds 2000 bytes"), "{msg}");
     // Unread, the document cannot say its version: the Content-Type does.
     let env = format!(r#"<s:Envelope xmlns:s="{S12}" xmlns:e="{TNS}"><s:Body>{big}</s:Body></s:Envelope>"#);
     let r = soap(&app, Some(&key), "application/soap+xml; charset=utf-8", env).await;
-    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.status, 413, "{}", r.text);
     assert!(r.content_type.starts_with("application/soap+xml"));
     let f = r.body();
     assert!(f.name.is(S12, "Fault"));
@@ -592,4 +608,33 @@ async fn measure_soap_fetch_and_mark_read_of_10000() {
         "SOAP fetch+markBatchRead of 10,000 events, median of {rounds}: {:?}",
         common::median(times)
     );
+}
+
+/// Our failures (here: the queue's tables gone) are `soap:Server` faults
+/// with HTTP 500 and a message that reveals nothing of the database; the
+/// JSON API answers 500 `internal_error`.
+async fn storage_failures_are_server_faults(b: Backend) {
+    let app = spawn_app(b).await;
+    let (_, key) = app.create_account("acme").await;
+    app.ingest(&key, &opens(1)).await;
+    common::hide_tables(b, &app.db_url);
+    for body in ["<e:fetchBatch/>", "<e:getQueueStatus/>"] {
+        let r = soap11(&app, &key, body).await;
+        assert_eq!(r.status, 500, "{}", r.text);
+        let (code, msg) = r.fault11();
+        assert_eq!(code, "soap:Server", "{body}");
+        assert!(
+            !msg.contains("pull_queue") && !msg.to_lowercase().contains("sql"),
+            "{msg}"
+        );
+    }
+    let r = app.post("/v1/batches", &key, &serde_json::json!({})).await;
+    assert_eq!(r.status(), 500);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error"]["code"],
+        "internal_error"
+    );
+    common::restore_tables(b, &app.db_url);
+    let r = soap11(&app, &key, "<e:fetchBatch/>").await;
+    assert_eq!(r.field("count"), "1", "{}", r.text);
 }

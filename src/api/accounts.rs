@@ -4,9 +4,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{read_json, state, typed, OperatorAuth};
-use super::openapi::ErrorBody;
-use super::ApiError;
+use super::error::{not_found_as, ApiError, ErrorBody};
+use super::extract::{blocking, read_json, state, typed, OperatorAuth};
 use crate::domain::time::rfc3339;
 use crate::store::accounts::Account;
 use crate::store::StoreError;
@@ -72,11 +71,8 @@ pub struct KeyList {
     pub keys: Vec<KeyView>,
 }
 
-fn account_not_found(e: StoreError) -> ApiError {
-    match e {
-        StoreError::NotFound => ApiError::not_found("account_not_found", "no such account"),
-        other => other.into(),
-    }
+pub(super) fn no_account() -> ApiError {
+    ApiError::not_found("account_not_found", "no such account")
 }
 
 /// Creates an account and its first API key.
@@ -87,6 +83,7 @@ fn account_not_found(e: StoreError) -> ApiError {
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, description = "The name is taken", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, description = "`database_unavailable`; retry after `Retry-After`", body = ErrorBody),
     ))]
 pub async fn create(_: OperatorAuth, req: HttpRequest, body: web::Payload) -> Result<HttpResponse, ApiError> {
     let value = read_json(&req, body)
@@ -101,13 +98,13 @@ pub async fn create(_: OperatorAuth, req: HttpRequest, body: web::Payload) -> Re
         ));
     }
     let store = state(&req).store.clone();
-    let (account, key) = web::block(move || store.create_account(&name))
-        .await
-        .map_err(|_| ApiError::internal())?
-        .map_err(|e| match e {
+    let (account, key) = blocking(move || {
+        store.create_account(&name).map_err(|e| match e {
             StoreError::Conflict(m) => ApiError::new(actix_web::http::StatusCode::CONFLICT, "account_exists", m),
             other => other.into(),
-        })?;
+        })
+    })
+    .await?;
     Ok(HttpResponse::Created().json(AccountCreated {
         id: account.id,
         name: account.name,
@@ -119,12 +116,11 @@ pub async fn create(_: OperatorAuth, req: HttpRequest, body: web::Payload) -> Re
 
 /// Lists accounts.
 #[utoipa::path(get, path = "/v1/accounts", operation_id = "list_accounts", tag = "accounts", security(("bearer" = []), ("basic" = [])),
-    responses((status = 200, body = AccountList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = AccountList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 503, description = "`database_unavailable`; retry after `Retry-After`", body = ErrorBody)))]
 pub async fn list(_: OperatorAuth, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let store = state(&req).store.clone();
-    let accounts = web::block(move || store.list_accounts())
-        .await
-        .map_err(|_| ApiError::internal())??;
+    let accounts = blocking(move || store.list_accounts()).await?;
     Ok(HttpResponse::Ok().json(AccountList {
         accounts: accounts.into_iter().map(AccountView::from).collect(),
     }))
@@ -136,14 +132,12 @@ pub async fn list(_: OperatorAuth, req: HttpRequest) -> Result<HttpResponse, Api
     responses(
         (status = 201, body = KeyCreated),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, description = "`database_unavailable`; retry after `Retry-After`", body = ErrorBody),
     ))]
 pub async fn create_key(_: OperatorAuth, req: HttpRequest, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let store = state(&req).store.clone();
-    let key = web::block(move || store.create_key(id))
-        .await
-        .map_err(|_| ApiError::internal())?
-        .map_err(account_not_found)?;
+    let key = blocking(move || store.create_key(id).map_err(not_found_as(no_account()))).await?;
     Ok(HttpResponse::Created().json(KeyCreated {
         id: key.id,
         key: key.secret,
@@ -156,14 +150,12 @@ pub async fn create_key(_: OperatorAuth, req: HttpRequest, path: web::Path<i64>)
     responses(
         (status = 200, body = KeyList),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, description = "`database_unavailable`; retry after `Retry-After`", body = ErrorBody),
     ))]
 pub async fn list_keys(_: OperatorAuth, req: HttpRequest, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let store = state(&req).store.clone();
-    let keys = web::block(move || store.list_keys(id))
-        .await
-        .map_err(|_| ApiError::internal())?
-        .map_err(account_not_found)?;
+    let keys = blocking(move || store.list_keys(id).map_err(not_found_as(no_account()))).await?;
     Ok(HttpResponse::Ok().json(KeyList {
         keys: keys
             .into_iter()
@@ -177,13 +169,15 @@ pub async fn list_keys(_: OperatorAuth, req: HttpRequest, path: web::Path<i64>) 
     }))
 }
 
-/// Revokes a key at once.
+/// Revokes a key at once: requests with it, and PAINT contexts logged in
+/// with it, fail from the next call on, on every node.
 #[utoipa::path(delete, path = "/v1/accounts/{id}/keys/{key_id}", operation_id = "revoke_key", tag = "accounts",
     security(("bearer" = []), ("basic" = [])),
     params(("id" = i64, Path, description = "Account id"), ("key_id" = String, Path, description = "Key id")),
     responses(
         (status = 204, description = "Revoked"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, description = "`database_unavailable`; retry after `Retry-After`", body = ErrorBody),
     ))]
 pub async fn revoke_key(
     _: OperatorAuth,
@@ -192,12 +186,7 @@ pub async fn revoke_key(
 ) -> Result<HttpResponse, ApiError> {
     let (id, key_id) = path.into_inner();
     let store = state(&req).store.clone();
-    web::block(move || store.revoke_key(id, &key_id))
-        .await
-        .map_err(|_| ApiError::internal())?
-        .map_err(|e| match e {
-            StoreError::NotFound => ApiError::not_found("key_not_found", "no such key for this account"),
-            other => other.into(),
-        })?;
+    let missing = ApiError::not_found("key_not_found", "no such key for this account");
+    blocking(move || store.revoke_key(id, &key_id).map_err(not_found_as(missing))).await?;
     Ok(HttpResponse::NoContent().finish())
 }

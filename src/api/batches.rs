@@ -8,9 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
+use super::error::{ApiError, ErrorBody};
 use super::extract::{read_json, state, typed, AccountAuth};
-use super::openapi::ErrorBody;
-use super::ApiError;
 use crate::domain::event::Event;
 use crate::domain::time::rfc3339;
 use crate::domain::Trigger;

@@ -7,13 +7,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{read_json, state, typed, AccountAuth};
-use super::openapi::ErrorBody;
-use super::ApiError;
+use super::error::{not_found_as, ApiError, ErrorBody};
+use super::extract::{blocking, read_json, state, typed, AccountAuth};
+use crate::domain::public_id::{IdCipher, DELIVERY};
 use crate::domain::time::{parse_rfc3339, rfc3339};
 use crate::domain::Trigger;
 use crate::store::push::{AttemptRow, DeliveryFilter, DeliveryRow, PENDING, STATUSES};
-use crate::store::StoreError;
 
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
@@ -31,7 +30,7 @@ pub struct ListQuery {
     since: Option<String>,
     /// Created before (RFC 3339).
     until: Option<String>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (opaque).
     cursor: Option<String>,
     /// 1..1000, default 100.
     limit: Option<i64>,
@@ -54,9 +53,19 @@ pub struct AttemptView {
 #[allow(dead_code)]
 #[derive(Serialize, ToSchema)]
 pub struct DeliveryView {
+    /// Opaque: `dlv_` and 32 hex digits.
+    #[schema(example = "dlv_3f0c9a1e5b7d2c4a8e6f1b3d5c7a9e0f")]
     id: String,
     trigger: String,
+    /// http, email or ftp.
+    #[schema(example = "http")]
+    transport: String,
+    /// The event (the first one of a digest mail or FTP file).
     event_id: String,
+    /// Events this delivery carries: 1, or a digest mail's or FTP file's count.
+    event_count: i64,
+    /// A digest's attachment or an FTP file's name (fixed: a retry sends the same).
+    name: Option<String>,
     #[schema(example = "delivered")]
     status: String,
     attempts: i64,
@@ -66,7 +75,7 @@ pub struct DeliveryView {
     last_status_code: Option<i64>,
     last_error: Option<String>,
     attempt_log: Vec<AttemptView>,
-    /// The event (GET of one delivery only).
+    /// The event (GET of one delivery only; null for a digest mail or FTP file).
     #[schema(value_type = Option<Object>, nullable = false)]
     event: Option<Value>,
 }
@@ -103,11 +112,14 @@ fn attempt_view(a: &AttemptRow) -> Value {
     })
 }
 
-fn delivery_view(d: &DeliveryRow, attempts: &[AttemptRow]) -> Value {
+fn delivery_view(ids: &IdCipher, account_id: i64, d: &DeliveryRow, attempts: &[AttemptRow]) -> Value {
     json!({
-        "id": d.id.to_string(),
+        "id": ids.encode(DELIVERY, account_id, d.id),
         "trigger": d.trigger,
+        "transport": d.transport,
         "event_id": d.event_id,
+        "event_count": d.event_count,
+        "name": d.label,
         "status": d.status,
         "attempts": d.attempts,
         "next_attempt_at": (d.status == PENDING).then(|| rfc3339(d.next_at)),
@@ -130,17 +142,14 @@ fn parse_time(name: &str, raw: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::bad_request("bad_query", format!("'{name}' must be an RFC 3339 time, got '{raw}'")))
 }
 
-/// A delivery id from the path; anything else answers as unknown.
-fn parse_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse::<i64>()
-        .map_err(|_| ApiError::not_found("delivery_not_found", "no such delivery"))
+/// The row of a delivery id from the path (made for this account); anything
+/// else answers as unknown.
+fn parse_id(ids: &IdCipher, account_id: i64, raw: &str) -> Result<i64, ApiError> {
+    ids.decode(DELIVERY, account_id, raw).ok_or_else(no_delivery)
 }
 
-fn not_found(e: StoreError) -> ApiError {
-    match e {
-        StoreError::NotFound => ApiError::not_found("delivery_not_found", "no such delivery"),
-        other => other.into(),
-    }
+fn no_delivery() -> ApiError {
+    ApiError::not_found("delivery_not_found", "no such delivery")
 }
 
 /// The attempt log: deliveries with their attempts, newest first.
@@ -156,6 +165,7 @@ pub async fn list(
     req: HttpRequest,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let st = state(&req);
     let q = query.into_inner();
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
@@ -178,24 +188,32 @@ pub async fn list(
         status,
         since_ms: q.since.as_deref().map(|s| parse_time("since", s)).transpose()?,
         until_ms: q.until.as_deref().map(|s| parse_time("until", s)).transpose()?,
+        // The cursor is the last delivery of the previous page.
         before_id: q
             .cursor
             .as_deref()
             .map(|c| {
-                c.parse::<i64>()
-                    .map_err(|_| ApiError::bad_request("bad_cursor", "'cursor' is not a cursor this API returned"))
+                st.ids
+                    .decode(DELIVERY, account.id, c)
+                    .ok_or_else(|| ApiError::bad_request("bad_cursor", "'cursor' is not a cursor this API returned"))
             })
             .transpose()?,
         limit,
     };
-    let store = state(&req).store.clone();
-    let (rows, attempts) = web::block(move || store.list_deliveries(account.id, &filter))
-        .await
-        .map_err(|_| ApiError::internal())??;
-    let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.id.to_string()));
+    let store = st.store.clone();
+    let (rows, attempts) = blocking(move || store.list_deliveries(account.id, &filter)).await?;
+    let next_cursor =
+        (rows.len() as i64 == limit).then(|| rows.last().map(|r| st.ids.encode(DELIVERY, account.id, r.id)));
     let items: Vec<Value> = rows
         .iter()
-        .map(|d| delivery_view(d, attempts.get(&d.id).map(Vec::as_slice).unwrap_or(&[])))
+        .map(|d| {
+            delivery_view(
+                &st.ids,
+                account.id,
+                d,
+                attempts.get(&d.id).map(Vec::as_slice).unwrap_or(&[]),
+            )
+        })
         .collect();
     Ok(HttpResponse::Ok().json(json!({"deliveries": items, "next_cursor": next_cursor.flatten()})))
 }
@@ -214,13 +232,12 @@ pub async fn get(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path)?;
-    let store = state(&req).store.clone();
-    let (row, payload, attempts) = web::block(move || store.delivery(account.id, id))
-        .await
-        .map_err(|_| ApiError::internal())?
-        .map_err(not_found)?;
-    let mut v = delivery_view(&row, &attempts);
+    let st = state(&req);
+    let id = parse_id(&st.ids, account.id, &path)?;
+    let store = st.store.clone();
+    let (row, payload, attempts) =
+        blocking(move || store.delivery(account.id, id).map_err(not_found_as(no_delivery()))).await?;
+    let mut v = delivery_view(&st.ids, account.id, &row, &attempts);
     v["event"] = serde_json::from_str(&payload).unwrap_or(Value::Null);
     Ok(HttpResponse::Ok().json(v))
 }
@@ -239,13 +256,16 @@ pub async fn retry(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path)?;
-    let store = state(&req).store.clone();
-    web::block(move || store.retry_delivery(account.id, id))
-        .await
-        .map_err(|_| ApiError::internal())?
-        .map_err(not_found)?;
-    Ok(HttpResponse::Accepted().json(json!({"id": id.to_string(), "status": PENDING})))
+    let st = state(&req);
+    let id = parse_id(&st.ids, account.id, &path)?;
+    let store = st.store.clone();
+    blocking(move || {
+        store
+            .retry_delivery(account.id, id)
+            .map_err(not_found_as(no_delivery()))
+    })
+    .await?;
+    Ok(HttpResponse::Accepted().json(json!({"id": path.as_str(), "status": PENDING})))
 }
 
 /// Which trigger's dead deliveries to send again.
@@ -276,8 +296,6 @@ pub async fn retry_dead(
     let bulk: BulkRetry = typed(value)?;
     let trigger = parse_trigger(&bulk.trigger)?;
     let store = state(&req).store.clone();
-    let n = web::block(move || store.retry_dead(account.id, trigger))
-        .await
-        .map_err(|_| ApiError::internal())??;
+    let n = blocking(move || store.retry_dead(account.id, trigger)).await?;
     Ok(HttpResponse::Accepted().json(json!({"retried": n})))
 }

@@ -3,10 +3,31 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::auth::AuthError;
+use crate::store::failure::{STORAGE_FULL_RETRY_AFTER, UNAVAILABLE_RETRY_AFTER};
 use crate::store::StoreError;
+
+/// Every error: a stable `code` and a readable `message`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, snake_case.
+    #[schema(example = "validation_failed")]
+    pub code: &'static str,
+    pub message: String,
+    /// Extra facts, e.g. every invalid field of an ingest by index.
+    #[schema(nullable = false)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+}
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -14,6 +35,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub details: Option<Value>,
+    /// `Retry-After` seconds (429; a 503 says 1 without it).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -23,6 +46,7 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            retry_after: None,
         }
     }
 
@@ -51,6 +75,32 @@ impl ApiError {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, code, message)
     }
 
+    /// 503 `database_unavailable` with `Retry-After`: the database cannot
+    /// be reached now; nothing was done, the request may be sent again.
+    pub fn unavailable() -> Self {
+        ApiError {
+            retry_after: Some(UNAVAILABLE_RETRY_AFTER),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "the database is unavailable; nothing was done, retry shortly",
+            )
+        }
+    }
+
+    /// 507 `storage_full`: no events are accepted until space is freed
+    /// (fetching and marking read go on, so consumers can drain).
+    pub fn storage_full() -> Self {
+        ApiError {
+            retry_after: Some(STORAGE_FULL_RETRY_AFTER),
+            ..Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage_full",
+                "the server's storage is full: no events are accepted until consumers drain the queue or space is added; fetching and marking read work",
+            )
+        }
+    }
+
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -72,18 +122,39 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut error = json!({"code": self.code, "message": self.message});
-        if let Some(d) = &self.details {
-            error["details"] = d.clone();
-        }
         let mut resp = HttpResponse::build(self.status);
         if self.status == StatusCode::UNAUTHORIZED {
             resp.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"eventd\""));
         }
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(secs) = self.retry_after {
+            resp.insert_header((header::RETRY_AFTER, secs.to_string()));
+        } else if self.status == StatusCode::SERVICE_UNAVAILABLE {
             resp.insert_header((header::RETRY_AFTER, "1"));
         }
-        resp.json(json!({ "error": error }))
+        if self.status == StatusCode::REQUEST_TIMEOUT
+            || self.status == StatusCode::PAYLOAD_TOO_LARGE
+            || self.code == "busy"
+        {
+            // The rest of a body refused unread (too slow, too large, no
+            // permit) is not drained: the connection is closed instead.
+            resp.force_close();
+        }
+        resp.json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message.clone(),
+                details: self.details.clone(),
+            },
+        })
+    }
+}
+
+/// What a store's `NotFound` means to one handler (its own 404, e.g. "no
+/// such account"); every other store error maps as usual.
+pub fn not_found_as(missing: ApiError) -> impl FnOnce(StoreError) -> ApiError {
+    move |e| match e {
+        StoreError::NotFound => missing,
+        other => other.into(),
     }
 }
 
@@ -92,14 +163,11 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => ApiError::not_found("not_found", "no such resource"),
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
-            StoreError::Pool(_) | StoreError::Connect(_) => {
-                tracing::error!(error = %e, "database unavailable");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the database is unavailable; retry shortly",
-                )
+            e if e.is_unavailable() => {
+                tracing::warn!(error = %e, "database unavailable");
+                ApiError::unavailable()
             }
+            StoreError::StorageFull(_) => ApiError::storage_full(),
             other => {
                 tracing::error!(error = %other, "storage failure");
                 ApiError::internal()
@@ -113,6 +181,10 @@ impl From<AuthError> for ApiError {
         match e {
             AuthError::Missing => Self::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
             AuthError::Invalid => Self::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
+            AuthError::Limited(wait) => ApiError {
+                retry_after: Some(crate::auth::retry_after_secs(wait)),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_failures", e.to_string())
+            },
             AuthError::Store(s) => s.into(),
         }
     }

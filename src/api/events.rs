@@ -6,13 +6,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use super::extract::{read_json, state, AccountAuth, OperatorAuth};
-use super::openapi::ErrorBody;
-use super::ApiError;
+use super::accounts::no_account;
+use super::error::{not_found_as, ApiError, ErrorBody};
+use super::extract::{blocking, read_json, state, AccountAuth, OperatorAuth};
 use crate::domain::event::validate_all;
 use crate::domain::time::now_ms;
 use crate::domain::Trigger;
-use crate::store::StoreError;
 
 /// An event as the producer sends it (SPEC §2). Validation is all or
 /// nothing: one invalid event rejects the request, naming every offender.
@@ -75,7 +74,8 @@ pub struct Ingested {
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, description = "Invalid; `details` lists every offending index and field", body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 503, description = "`database_unavailable`: nothing was stored; retry after `Retry-After`", body = ErrorBody),
+        (status = 507, description = "`storage_full`: a storage watermark is reached; nothing was stored (fetch and mark-read work)", body = ErrorBody),
     ))]
 pub async fn ingest(
     AccountAuth(account): AccountAuth,
@@ -94,7 +94,9 @@ pub async fn ingest(
         (status = 202, description = "Committed", body = Ingested),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+        (status = 503, description = "`database_unavailable`: nothing was stored; retry after `Retry-After`", body = ErrorBody),
+        (status = 507, description = "`storage_full`: a storage watermark is reached; nothing was stored", body = ErrorBody),
     ))]
 pub async fn ingest_as_operator(
     _: OperatorAuth,
@@ -105,13 +107,7 @@ pub async fn ingest_as_operator(
     let account_id = path.into_inner();
     let value = read_json(&req, body).await?;
     let store = state(&req).store.clone();
-    web::block(move || store.find_account(account_id))
-        .await
-        .map_err(|_| ApiError::internal())?
-        .map_err(|e| match e {
-            StoreError::NotFound => ApiError::not_found("account_not_found", "no such account"),
-            other => other.into(),
-        })?;
+    blocking(move || store.find_account(account_id).map_err(not_found_as(no_account()))).await?;
     accept(&req, account_id, value).await
 }
 

@@ -5,15 +5,15 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
-use actix_web::http::header;
+use actix_web::http::{header, StatusCode};
 use actix_web::{web, FromRequest, HttpRequest};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::error::ApiError;
 use crate::auth::{Credentials, Principal};
-use crate::body::{content_type, read_limited, BodyError};
-use crate::startup::AppState;
+use crate::body::{content_type, BodyError};
+use crate::state::AppState;
 use crate::store::accounts::Account;
 
 pub fn state(req: &HttpRequest) -> web::Data<AppState> {
@@ -30,10 +30,23 @@ async fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
         .and_then(|v| v.to_str().ok())
         .and_then(Credentials::from_header);
     let auth = st.auth.clone();
-    web::block(move || auth.authenticate(creds.as_ref()))
+    let client = req.peer_addr().map(|a| a.ip());
+    blocking(move || auth.authenticate(creds.as_ref(), client)).await
+}
+
+/// Runs blocking work (database calls) off the async workers. Its error
+/// becomes the JSON error through `From` (SPEC §7: unknown row 404, database
+/// unavailable 503, …); a handler that means something else by an error maps
+/// it inside `work` (e.g. with [`super::error::not_found_as`]).
+pub async fn blocking<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    web::block(work)
         .await
         .map_err(|_| ApiError::internal())?
-        .map_err(ApiError::from)
+        .map_err(Into::into)
 }
 
 type Extracted<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
@@ -82,11 +95,17 @@ impl FromRequest for OperatorAuth {
 
 /// Reads the body up to the configured limit. `Ok(None)` when it is empty.
 pub async fn read_json(req: &HttpRequest, payload: web::Payload) -> Result<Option<Value>, ApiError> {
-    let limit = state(req).settings.max_body_bytes;
-    let body = read_limited(req, payload, limit).await.map_err(|e| match e {
-        BodyError::TooLarge(_) => ApiError::too_large("body_too_large", e.to_string()),
-        BodyError::Unreadable(_) => ApiError::bad_request("bad_body", e.to_string()),
-    })?;
+    let st = state(req);
+    let body = st
+        .bodies
+        .read(req, payload, st.settings.max_body_bytes)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge(_) => ApiError::too_large("body_too_large", e.to_string()),
+            BodyError::Unreadable(_) => ApiError::bad_request("bad_body", e.to_string()),
+            BodyError::TimedOut(_) => ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", e.to_string()),
+            BodyError::Busy => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
+        })?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
@@ -94,7 +113,7 @@ pub async fn read_json(req: &HttpRequest, payload: web::Payload) -> Result<Optio
     let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if !(mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))) {
         return Err(ApiError::new(
-            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             format!("send the body as Content-Type: application/json (got '{ct}')"),
         ));

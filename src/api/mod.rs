@@ -7,9 +7,11 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod health;
+mod mail_ftp;
 pub mod metrics;
 pub mod openapi;
 pub mod queue;
+pub mod stats;
 pub mod triggers;
 
 use actix_web::{web, HttpResponse};
@@ -43,6 +45,7 @@ json_routes! {
     post "/v1/batches/{id}/read" => batches::mark_read,
     post "/v1/batches/{id}/release" => batches::release,
     get "/v1/queue" => queue::status,
+    get "/v1/stats" => stats::stats,
     get "/v1/triggers" => triggers::list,
     get "/v1/triggers/{trigger}" => triggers::get,
     put "/v1/triggers/{trigger}" => triggers::put,
@@ -63,7 +66,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .app_data(
         web::QueryConfig::default().error_handler(|err, _| ApiError::bad_request("bad_query", err.to_string()).into()),
     )
-    .route("/metrics", web::get().to(metrics::metrics))
+    .route("/metrics", web::get().to(metrics::for_operator))
     .route("/openapi.json", web::get().to(openapi::document));
     register(cfg);
 }
@@ -71,4 +74,40 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// Answer for unknown paths.
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::not_found("not_found", "no such endpoint"))
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi;
+
+    use super::openapi::ApiDoc;
+    use super::ROUTES;
+
+    /// Every registered JSON route is documented, and nothing else is.
+    #[test]
+    fn document_lists_exactly_the_routes() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().unwrap();
+        let mut documented = Vec::new();
+        for (path, item) in paths {
+            for method in item.as_object().unwrap().keys() {
+                if ["get", "put", "post", "delete", "patch"].contains(&method.as_str()) {
+                    documented.push((method.clone(), path.clone()));
+                }
+            }
+        }
+        let mut registered: Vec<(String, String)> =
+            ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        documented.sort();
+        registered.sort();
+        assert_eq!(registered, documented, "routes and OpenAPI paths differ");
+        for (method, path) in &registered {
+            let op = &paths[path.as_str()][method.as_str()];
+            assert!(
+                op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                "{method} {path}"
+            );
+        }
+    }
 }

@@ -6,9 +6,8 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::error::{ApiError, ErrorBody};
 use super::extract::{state, AccountAuth};
-use super::openapi::ErrorBody;
-use super::ApiError;
 use crate::domain::time::{now_ms, rfc3339};
 
 #[derive(Serialize, ToSchema)]

@@ -5,15 +5,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use super::extract::{read_json, state, AccountAuth};
-use super::openapi::ErrorBody;
-use super::ApiError;
-use crate::domain::event::Event;
+use super::error::{not_found_as, ApiError, ErrorBody};
+use super::extract::{blocking, read_json, state, AccountAuth};
+use super::mail_ftp;
 use crate::domain::signing::generate_secret;
 use crate::domain::time::{now_ms, rfc3339};
 use crate::domain::{Destination, DestinationError, Trigger, TriggerConfig};
 use crate::store::push::PushStatus;
 use crate::store::StoreError;
+use crate::transport::sample_event;
 use crate::webhook::{check_target, prepare, TargetError};
 
 const DAY_MS: i64 = 86_400_000;
@@ -28,13 +28,27 @@ fn push_view(p: &PushStatus) -> Value {
         "last_error_at": p.last_error_at.map(rfc3339),
         "pending": p.pending,
         "dead": p.dead,
+        "collecting": p.collecting,
     })
+}
+
+/// The transport whose health a trigger shows: its destination's, or http
+/// (a trigger that once pushed) for pull and none.
+fn shown_transport(config: &TriggerConfig) -> &'static str {
+    if config.destination.is_delivered() {
+        config.destination.as_str()
+    } else {
+        "http"
+    }
 }
 
 fn no_push(trigger: Trigger) -> ApiError {
     ApiError::not_found(
         "no_push_destination",
-        format!("trigger {} has never had an http destination", trigger.as_str()),
+        format!(
+            "trigger {} has never had an http, email or ftp destination",
+            trigger.as_str()
+        ),
     )
 }
 
@@ -98,7 +112,7 @@ pub struct TriggerList {
 fn view(trigger: Trigger, config: &TriggerConfig) -> Value {
     let mut v = json!({"trigger": trigger.as_str(), "destination": config.destination.as_str()});
     if !config.settings.is_null() {
-        v[config.destination.as_str()] = config.settings.clone();
+        v[config.destination.as_str()] = config.public_settings();
     }
     v
 }
@@ -116,9 +130,7 @@ fn parse_trigger(raw: &str) -> Result<Trigger, ApiError> {
     ))]
 pub async fn list(AccountAuth(account): AccountAuth, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let store = state(&req).store.clone();
-    let configs = web::block(move || store.trigger_configs(account.id))
-        .await
-        .map_err(|_| ApiError::internal())??;
+    let configs = blocking(move || store.trigger_configs(account.id)).await?;
     let items: Vec<Value> = Trigger::ALL
         .iter()
         .map(|t| view(*t, &configs.get(t).cloned().unwrap_or_default()))
@@ -141,14 +153,13 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let trigger = parse_trigger(&path)?;
     let store = state(&req).store.clone();
-    let (configs, push) = web::block(move || {
-        let configs = store.trigger_configs(account.id)?;
-        let push = store.push_status(account.id, trigger)?;
-        Ok::<_, StoreError>((configs, push))
+    let (config, push) = blocking(move || {
+        let config = store.trigger_configs(account.id)?.remove(&trigger).unwrap_or_default();
+        let push = store.push_status(account.id, trigger, shown_transport(&config))?;
+        Ok::<_, StoreError>((config, push))
     })
-    .await
-    .map_err(|_| ApiError::internal())??;
-    let mut v = view(trigger, &configs.get(&trigger).cloned().unwrap_or_default());
+    .await?;
+    let mut v = view(trigger, &config);
     if let Some(p) = push {
         v["push"] = push_view(&p);
     }
@@ -162,7 +173,9 @@ pub async fn get(
     responses(
         (status = 200, body = TriggerView),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "An email destination on a server without an SMTP relay (--smtp-url, --smtp-from)", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody),
     ))]
 pub async fn put(
@@ -175,7 +188,13 @@ pub async fn put(
     let value = read_json(&req, body)
         .await?
         .ok_or_else(|| ApiError::unprocessable("invalid_config", "a body {\"destination\": …} is required"))?;
-    let config = TriggerConfig::parse(&value).map_err(|e| {
+    let st = state(&req);
+    let store = st.store.clone();
+    let previous = blocking(move || store.trigger_configs(account.id))
+        .await?
+        .remove(&trigger);
+    let min_period = st.settings.push.mail_ftp.min_period_seconds;
+    let config = TriggerConfig::parse_with(&value, min_period, previous.as_ref()).map_err(|e| {
         let code = match e {
             DestinationError::Unknown(_) => "unknown_destination",
             DestinationError::Unavailable(_) => "destination_unavailable",
@@ -183,22 +202,22 @@ pub async fn put(
         };
         ApiError::unprocessable(code, e.to_string())
     })?;
-    let st = state(&req);
     let store = st.store.clone();
     let saved = config.clone();
+    if matches!(config.destination, Destination::Email | Destination::Ftp) {
+        mail_ftp::check(&st, &config).await?;
+        blocking(move || store.put_delivered_config(account.id, trigger, &saved)).await?;
+        return Ok(HttpResponse::Ok().json(view(trigger, &config)));
+    }
     let Some(http) = config.http() else {
-        web::block(move || store.put_trigger_config(account.id, trigger, &saved))
-            .await
-            .map_err(|_| ApiError::internal())??;
+        blocking(move || store.put_trigger_config(account.id, trigger, &saved)).await?;
         return Ok(HttpResponse::Ok().json(view(trigger, &config)));
     };
     check_target(&http.url, st.webhooks.allow_private())
         .await
         .map_err(target_error)?;
     let since = now_ms() - i64::from(st.settings.history_days) * DAY_MS;
-    let put = web::block(move || store.put_http_config(account.id, trigger, &saved, &generate_secret(), since))
-        .await
-        .map_err(|_| ApiError::internal())??;
+    let put = blocking(move || store.put_http_config(account.id, trigger, &saved, &generate_secret(), since)).await?;
     let mut v = view(trigger, &config);
     if let Some(secret) = put.new_secret {
         // Shown this once; rotate with POST /v1/triggers/{T}/secret.
@@ -257,16 +276,16 @@ pub async fn resume(
 ) -> Result<HttpResponse, ApiError> {
     let trigger = parse_trigger(&path)?;
     let store = state(&req).store.clone();
-    let status = web::block(move || {
-        store.resume_push(account.id, trigger)?;
-        store.push_status(account.id, trigger)
+    let status = blocking(move || {
+        store
+            .resume_push(account.id, trigger)
+            .and_then(|()| {
+                let config = store.trigger_configs(account.id)?.remove(&trigger).unwrap_or_default();
+                store.push_status(account.id, trigger, shown_transport(&config))
+            })
+            .map_err(not_found_as(no_push(trigger)))
     })
-    .await
-    .map_err(|_| ApiError::internal())?
-    .map_err(|e| match e {
-        StoreError::NotFound => no_push(trigger),
-        other => other.into(),
-    })?;
+    .await?;
     Ok(HttpResponse::Ok().json(json!({
         "trigger": trigger.as_str(),
         "push": status.as_ref().map(push_view),
@@ -296,13 +315,12 @@ pub async fn rotate_secret(
     let store = state(&req).store.clone();
     let secret = generate_secret();
     let shown = secret.clone();
-    web::block(move || store.rotate_secret(account.id, trigger, &secret, ROTATION_OVERLAP_MS))
-        .await
-        .map_err(|_| ApiError::internal())?
-        .map_err(|e| match e {
-            StoreError::NotFound => no_push(trigger),
-            other => other.into(),
-        })?;
+    blocking(move || {
+        store
+            .rotate_secret(account.id, trigger, &secret, ROTATION_OVERLAP_MS)
+            .map_err(not_found_as(no_push(trigger)))
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(json!({
         "trigger": trigger.as_str(),
         "secret": shown,
@@ -310,16 +328,17 @@ pub async fn rotate_secret(
     })))
 }
 
-/// `POST /v1/triggers/{T}/test`: sends a sample event to the configured
-/// URL now (signed like any delivery) and reports the answer.
+/// `POST /v1/triggers/{T}/test`: sends a sample event now, as the
+/// destination would (http: signed like any delivery; email: a one-event
+/// mail; ftp: a one-event file `eventd_test_…`), and reports the answer.
 #[utoipa::path(post, path = "/v1/triggers/{trigger}/test", operation_id = "test_push", tag = "push",
     security(("bearer" = []), ("basic" = [])),
     params(("trigger" = Trigger, Path, description = "Trigger name")),
     responses(
         (status = 200, description = "The receiver's answer, whatever it was", body = TestResult),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "The trigger's destination is not http", body = ErrorBody),
-        (status = 422, description = "The URL is now a private or unresolvable target", body = ErrorBody),
+        (status = 409, description = "The trigger's destination is not http, email or ftp, or the server has no SMTP relay", body = ErrorBody),
+        (status = 422, description = "The URL or FTP host is now a private or unresolvable target", body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
 pub async fn test(
@@ -330,20 +349,22 @@ pub async fn test(
     let trigger = parse_trigger(&path)?;
     let st = state(&req);
     let store = st.store.clone();
-    let (configs, secret) = web::block(move || {
+    let (configs, secret) = blocking(move || {
         let configs = store.trigger_configs(account.id)?;
         let secret = store.push_secrets(account.id, trigger)?;
         Ok::<_, StoreError>((configs, secret))
     })
-    .await
-    .map_err(|_| ApiError::internal())??;
+    .await?;
     let config = configs.get(&trigger).cloned().unwrap_or_default();
+    if matches!(config.destination, Destination::Email | Destination::Ftp) {
+        return mail_ftp::test(&st, account.id, trigger, &config).await;
+    }
     let (Some(settings), Some(secret)) = (config.http(), secret) else {
         return Err(ApiError::new(
             actix_web::http::StatusCode::CONFLICT,
             "not_http",
             format!(
-                "trigger {} has destination '{}'; configure an http destination first",
+                "trigger {} has destination '{}'; configure an http, email or ftp destination first",
                 trigger.as_str(),
                 config.destination
             ),
@@ -353,25 +374,8 @@ pub async fn test(
     check_target(&settings.url, st.webhooks.allow_private())
         .await
         .map_err(target_error)?;
-    let now = now_ms();
-    let id = uuid::Uuid::now_v7().to_string();
-    let sample = Event {
-        id: id.clone(),
-        trigger,
-        occurred_at: rfc3339(now),
-        received_at: rfc3339(now),
-        recipient: Some("test@example.com".into()),
-        campaign_id: None,
-        message_id: None,
-        list_id: None,
-        url: None,
-        bounce_type: None,
-        bounce_reason: None,
-        ip: None,
-        user_agent: None,
-        external_id: None,
-        data: Some(serde_json::Map::from_iter([("test".to_string(), json!(true))])),
-    };
+    let sample = sample_event(trigger);
+    let id = sample.id.clone();
     let payload = serde_json::to_string(&sample).map_err(|_| ApiError::internal())?;
     let prepared = prepare(&settings, &[(id.as_str(), payload.as_str())]);
     let answer = st.webhooks.send(&prepared, &settings, &secret).await;

@@ -1,70 +1,13 @@
 //! Where the events of one trigger of one account go (SPEC §6).
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::fmt;
-use std::str::FromStr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Destination {
-    /// Queued for client pull (JSON, SOAP, PAINT). The default.
-    #[default]
-    Pull,
-    Http,
-    Email,
-    Ftp,
-    /// Kept in the history only.
-    None,
-}
-
-impl Destination {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Destination::Pull => "pull",
-            Destination::Http => "http",
-            Destination::Email => "email",
-            Destination::Ftp => "ftp",
-            Destination::None => "none",
-        }
-    }
-
-    /// Destinations whose delivery this build implements. The others are
-    /// refused at configuration time rather than accepted and dropped.
-    pub fn is_available(self) -> bool {
-        matches!(self, Destination::Pull | Destination::Http | Destination::None)
-    }
-}
-
-impl fmt::Display for Destination {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Destination {
-    type Err = DestinationError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "pull" => Ok(Destination::Pull),
-            "http" => Ok(Destination::Http),
-            "email" => Ok(Destination::Email),
-            "ftp" => Ok(Destination::Ftp),
-            "none" => Ok(Destination::None),
-            other => Err(DestinationError::Unknown(other.to_string())),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DestinationError {
-    #[error("unknown destination '{0}'; valid destinations are pull, http, email, ftp, none")]
-    Unknown(String),
-    #[error("destination '{0}' is not available in this version of eventd")]
-    Unavailable(Destination),
-    #[error("{0}")]
-    Invalid(String),
-}
+pub use super::destination_kind::{Destination, DestinationError};
+use super::email::{EmailSettings, MIN_PERIOD_SECONDS};
+use super::ftp::FtpSettings;
+pub use super::http::{
+    BodyFormat, HttpMethod, HttpSettings, DEFAULT_TIMEOUT_SECONDS, EVENT_FIELDS, MAX_TIMEOUT_SECONDS,
+};
 
 /// A trigger's configuration: the destination and the settings of that
 /// destination (one sub-object per destination kind, e.g. `"http": {…}`).
@@ -77,8 +20,20 @@ pub struct TriggerConfig {
 }
 
 impl TriggerConfig {
-    /// Validates a `PUT /v1/triggers/{T}` body.
+    /// Validates a `PUT /v1/triggers/{T}` body (default limits, no previous
+    /// configuration).
     pub fn parse(body: &Value) -> Result<TriggerConfig, DestinationError> {
+        TriggerConfig::parse_with(body, MIN_PERIOD_SECONDS, None)
+    }
+
+    /// Validates a `PUT /v1/triggers/{T}` body. `min_period` is the shortest
+    /// digest/FTP period allowed; `previous` is the trigger's current
+    /// configuration (an FTP password left out is kept from it).
+    pub fn parse_with(
+        body: &Value,
+        min_period: u32,
+        previous: Option<&TriggerConfig>,
+    ) -> Result<TriggerConfig, DestinationError> {
         let obj = body
             .as_object()
             .ok_or_else(|| DestinationError::Invalid("the body must be a JSON object".into()))?;
@@ -105,6 +60,23 @@ impl TriggerConfig {
                 }
                 HttpSettings::parse(&settings)?.to_value()
             }
+            Destination::Email => {
+                if settings.is_null() {
+                    return Err(DestinationError::Invalid(
+                        "destination 'email' needs its settings: \"email\": {\"to\": […]}".into(),
+                    ));
+                }
+                EmailSettings::parse(&settings, min_period)?.to_value()
+            }
+            Destination::Ftp => {
+                if settings.is_null() {
+                    return Err(DestinationError::Invalid(
+                        "destination 'ftp' needs its settings: \"ftp\": {\"host\": …}".into(),
+                    ));
+                }
+                let previous = previous.and_then(TriggerConfig::ftp);
+                FtpSettings::parse(&settings, min_period, previous.as_ref())?.to_value()
+            }
             _ => settings,
         };
         Ok(TriggerConfig { destination, settings })
@@ -117,252 +89,71 @@ impl TriggerConfig {
         }
         HttpSettings::parse(&self.settings).ok()
     }
-}
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum HttpMethod {
-    Post,
-    Get,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BodyFormat {
-    Json,
-    Form,
-}
-
-pub const MAX_BATCH_SIZE: u32 = 1000;
-pub const MAX_TIMEOUT_SECONDS: u32 = 60;
-pub const DEFAULT_TIMEOUT_SECONDS: u32 = 15;
-pub const MAX_HEADERS: usize = 32;
-const MAX_URL_LEN: usize = 2048;
-
-/// Request headers eventd sets itself; a destination may not override them.
-const RESERVED_HEADERS: [&str; 8] = [
-    "host",
-    "content-length",
-    "content-type",
-    "transfer-encoding",
-    "connection",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-];
-
-/// The validated settings of an HTTP push destination (SPEC §6).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HttpSettings {
-    pub url: String,
-    pub method: HttpMethod,
-    pub format: BodyFormat,
-    /// Event fields to send; empty: all of them.
-    pub fields: Vec<String>,
-    pub batch_size: u32,
-    pub headers: Vec<(String, String)>,
-    pub timeout_seconds: u32,
-    pub ordered: bool,
-}
-
-fn invalid(msg: impl Into<String>) -> DestinationError {
-    DestinationError::Invalid(msg.into())
-}
-
-impl HttpSettings {
-    /// Validates the `"http": {…}` object of a trigger configuration.
-    pub fn parse(v: &Value) -> Result<HttpSettings, DestinationError> {
-        let obj = v.as_object().ok_or_else(|| invalid("'http' must be a JSON object"))?;
-        for key in obj.keys() {
-            if !matches!(
-                key.as_str(),
-                "url" | "method" | "format" | "fields" | "batch_size" | "headers" | "timeout_seconds" | "ordered"
-            ) {
-                return Err(invalid(format!(
-                    "unknown field 'http.{key}'; valid fields are url, method, format, fields, batch_size, \
-                     headers, timeout_seconds, ordered"
-                )));
-            }
+    /// The settings of an `email` destination (stored validated).
+    pub fn email(&self) -> Option<EmailSettings> {
+        if self.destination != Destination::Email {
+            return None;
         }
-        let url = match obj.get("url") {
-            Some(Value::String(s)) => s.trim().to_string(),
-            Some(_) => return Err(invalid("'http.url' must be a string")),
-            None => return Err(invalid("'http.url' is required")),
-        };
-        if url.len() > MAX_URL_LEN {
-            return Err(invalid(format!("'http.url' is longer than {MAX_URL_LEN} characters")));
-        }
-        let parsed = url::Url::parse(&url).map_err(|e| invalid(format!("'http.url' is not a valid URL: {e}")))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(invalid(format!(
-                "'http.url' must use http or https, not '{}'",
-                parsed.scheme()
-            )));
-        }
-        if parsed.host_str().is_none_or(str::is_empty) {
-            return Err(invalid("'http.url' has no host"));
-        }
-        if parsed.fragment().is_some() {
-            return Err(invalid("'http.url' must not have a #fragment"));
-        }
-        let method = match obj.get("method") {
-            None | Some(Value::Null) => HttpMethod::Post,
-            Some(Value::String(s)) => match s.to_ascii_uppercase().as_str() {
-                "POST" => HttpMethod::Post,
-                "GET" => HttpMethod::Get,
-                _ => return Err(invalid(format!("'http.method' must be POST or GET, not '{s}'"))),
-            },
-            Some(_) => return Err(invalid("'http.method' must be \"POST\" or \"GET\"")),
-        };
-        let format = match obj.get("format") {
-            None | Some(Value::Null) => BodyFormat::Json,
-            Some(Value::String(s)) => match s.as_str() {
-                "json" => BodyFormat::Json,
-                "form" => BodyFormat::Form,
-                _ => return Err(invalid(format!("'http.format' must be json or form, not '{s}'"))),
-            },
-            Some(_) => return Err(invalid("'http.format' must be \"json\" or \"form\"")),
-        };
-        let fields = match obj.get("fields") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => {
-                let mut out: Vec<String> = Vec::new();
-                for item in items {
-                    let name = item
-                        .as_str()
-                        .ok_or_else(|| invalid("'http.fields' must be an array of field names"))?;
-                    if !EVENT_FIELDS.contains(&name) {
-                        return Err(invalid(format!(
-                            "unknown event field '{name}' in 'http.fields'; valid fields are {}",
-                            EVENT_FIELDS.join(", ")
-                        )));
-                    }
-                    if !out.iter().any(|f| f == name) {
-                        out.push(name.to_string());
-                    }
-                }
-                if out.is_empty() {
-                    return Err(invalid("'http.fields' is empty; omit it to send every field"));
-                }
-                out
-            }
-            Some(_) => return Err(invalid("'http.fields' must be an array of field names")),
-        };
-        let batch_size = match obj.get("batch_size") {
-            None | Some(Value::Null) => 1,
-            Some(v) => match v.as_u64() {
-                Some(n) if (1..=u64::from(MAX_BATCH_SIZE)).contains(&n) => n as u32,
-                _ => {
-                    return Err(invalid(format!(
-                        "'http.batch_size' must be an integer from 1 to {MAX_BATCH_SIZE}"
-                    )))
-                }
-            },
-        };
-        if batch_size > 1 && (method == HttpMethod::Get || format == BodyFormat::Form) {
-            return Err(invalid(
-                "'http.batch_size' above 1 sends a JSON array: it needs method POST with format json",
-            ));
-        }
-        let headers = match obj.get("headers") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Object(map)) => {
-                if map.len() > MAX_HEADERS {
-                    return Err(invalid(format!("'http.headers' has more than {MAX_HEADERS} headers")));
-                }
-                let mut out = Vec::new();
-                for (name, value) in map {
-                    let valid_name = !name.is_empty()
-                        && name.len() <= 256
-                        && name
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-                    if !valid_name {
-                        return Err(invalid(format!("'http.headers': '{name}' is not a valid header name")));
-                    }
-                    if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-                        return Err(invalid(format!("'http.headers': '{name}' is set by eventd itself")));
-                    }
-                    let value = value
-                        .as_str()
-                        .ok_or_else(|| invalid(format!("'http.headers.{name}' must be a string")))?;
-                    if value.len() > 4096 || value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
-                        return Err(invalid(format!(
-                            "'http.headers.{name}' must be printable text of at most 4096 bytes"
-                        )));
-                    }
-                    out.push((name.clone(), value.to_string()));
-                }
-                out
-            }
-            Some(_) => return Err(invalid("'http.headers' must be an object of name: value strings")),
-        };
-        let timeout_seconds = match obj.get("timeout_seconds") {
-            None | Some(Value::Null) => DEFAULT_TIMEOUT_SECONDS,
-            Some(v) => match v.as_u64() {
-                Some(n) if (1..=u64::from(MAX_TIMEOUT_SECONDS)).contains(&n) => n as u32,
-                _ => {
-                    return Err(invalid(format!(
-                        "'http.timeout_seconds' must be an integer from 1 to {MAX_TIMEOUT_SECONDS}"
-                    )))
-                }
-            },
-        };
-        let ordered = match obj.get("ordered") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => return Err(invalid("'http.ordered' must be true or false")),
-        };
-        Ok(HttpSettings {
-            url: parsed.to_string(),
-            method,
-            format,
-            fields,
-            batch_size,
-            headers,
-            timeout_seconds,
-            ordered,
-        })
+        EmailSettings::parse(&self.settings, 1).ok()
     }
 
-    /// The settings as shown and stored (`headers` as an object).
-    pub fn to_value(&self) -> Value {
-        let headers: serde_json::Map<String, Value> = self
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        serde_json::json!({
-            "url": self.url,
-            "method": self.method,
-            "format": self.format,
-            "fields": if self.fields.is_empty() { Value::Null } else { serde_json::json!(self.fields) },
-            "batch_size": self.batch_size,
-            "headers": headers,
-            "timeout_seconds": self.timeout_seconds,
-            "ordered": self.ordered,
-        })
+    /// The settings of an `ftp` destination (stored validated).
+    pub fn ftp(&self) -> Option<FtpSettings> {
+        if self.destination != Destination::Ftp {
+            return None;
+        }
+        FtpSettings::parse(&self.settings, 1, None).ok()
+    }
+
+    /// The settings as shown to clients (an FTP password never is).
+    pub fn public_settings(&self) -> Value {
+        match self.ftp() {
+            Some(f) => f.public_value(),
+            None => self.settings.clone(),
+        }
+    }
+
+    /// How long the events of one file or digest mail gather (None: each
+    /// event is sent on its own).
+    pub fn period_ms(&self) -> Option<i64> {
+        match self.destination {
+            Destination::Email => self.email().and_then(|e| e.period_ms()),
+            Destination::Ftp => self.ftp().map(|f| f.period_ms()),
+            _ => None,
+        }
     }
 }
 
-/// The names of an event's fields (SPEC §2), in their canonical order.
-pub const EVENT_FIELDS: [&str; 15] = [
-    "id",
-    "trigger",
-    "occurred_at",
-    "received_at",
-    "recipient",
-    "campaign_id",
-    "message_id",
-    "list_id",
-    "url",
-    "bounce_type",
-    "bounce_reason",
-    "ip",
-    "user_agent",
-    "external_id",
-    "data",
-];
+/// The settings of a destination the delivery worker serves: one pipeline,
+/// one transport per kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeliverySettings {
+    Http(HttpSettings),
+    Email(EmailSettings),
+    Ftp(FtpSettings),
+}
+
+impl DeliverySettings {
+    /// From a destination row: its transport name and stored settings.
+    pub fn parse(transport: &str, settings: &Value) -> Option<DeliverySettings> {
+        match transport {
+            "http" => HttpSettings::parse(settings).ok().map(DeliverySettings::Http),
+            "email" => EmailSettings::parse(settings, 1).ok().map(DeliverySettings::Email),
+            "ftp" => FtpSettings::parse(settings, 1, None).ok().map(DeliverySettings::Ftp),
+            _ => None,
+        }
+    }
+
+    /// Whether events gather into one mail or file per period (a "parcel").
+    pub fn period_ms(&self) -> Option<i64> {
+        match self {
+            DeliverySettings::Http(_) => None,
+            DeliverySettings::Email(e) => e.period_ms(),
+            DeliverySettings::Ftp(f) => Some(f.period_ms()),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

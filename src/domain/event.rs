@@ -353,4 +353,42 @@ mod tests {
         let errs = validate_all(&items, 0).unwrap_err().0;
         assert_eq!(errs.len(), 3);
     }
+
+    /// SPEC §3: `data` up to 64 KiB serialized (65,536 bytes) is accepted.
+    #[test]
+    fn data_limit_is_64_kib_serialized() {
+        // `{"b":"` + n + `"}` is n + 8 bytes.
+        let at_limit = json!({"trigger": "DELIVERY", "data": {"b": "y".repeat(65_536 - 8)}});
+        assert!(validate_all(&[at_limit], 0).is_ok());
+        let over = json!({"trigger": "DELIVERY", "data": {"b": "y".repeat(65_536 - 7)}});
+        let errs = validate_all(&[over], 0).unwrap_err().0;
+        assert_eq!(errs[0].field, "data");
+        assert_eq!(errs[0].message, "65537 bytes serialized; the limit is 65536");
+    }
+
+    /// SPEC §3: `external_id` up to 200 characters (not bytes).
+    #[test]
+    fn text_limits_count_characters_and_include_the_maximum() {
+        let at_limit = json!({"trigger": "DELIVERY", "external_id": "é".repeat(200)});
+        assert!(validate_all(&[at_limit], 0).is_ok());
+        let over = json!({"trigger": "DELIVERY", "external_id": "é".repeat(201)});
+        let errs = validate_all(&[over], 0).unwrap_err().0;
+        assert_eq!(errs[0].field, "external_id");
+        assert_eq!(errs[0].message, "longer than 200 characters");
+    }
+
+    #[test]
+    fn fields_eventd_assigns_are_named_as_such() {
+        let items = vec![json!({"trigger": "DELIVERY", "id": "x", "received_at": "y", "colour": "red"})];
+        let errs = validate_all(&items, 0).unwrap_err();
+        let message = |field: &str| errs.0.iter().find(|e| e.field == field).unwrap().message.clone();
+        assert_eq!(message("id"), "unknown field (assigned by eventd)");
+        assert_eq!(message("received_at"), "unknown field (assigned by eventd)");
+        assert_eq!(message("colour"), "unknown field");
+        assert!(
+            errs.to_string()
+                .starts_with("3 invalid field(s); first: event 0 field '"),
+            "{errs}"
+        );
+    }
 }

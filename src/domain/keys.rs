@@ -59,5 +59,22 @@ mod tests {
         assert_eq!(hash(&a.secret), a.hash);
         assert!(!a.hash.contains(&a.secret));
         assert!(a.secret.starts_with(&a.display_prefix));
+        assert_eq!(a.display_prefix.len(), 10, "evk_ and six characters");
+    }
+
+    #[test]
+    fn hash_is_hex_sha256() {
+        assert_eq!(
+            hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn random_ids_carry_their_prefix_and_16_random_characters() {
+        let a = random_id("key");
+        assert!(a.starts_with("key_") && a.len() == 20, "{a}");
+        assert!(a[4..].chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, random_id("key"));
     }
 }

@@ -30,4 +30,13 @@ mod tests {
         assert_eq!(rfc3339(ms), "2026-11-25T17:00:00.250Z");
         assert!(parse_rfc3339("yesterday").is_none());
     }
+
+    #[test]
+    fn now_is_the_wall_clock_in_milliseconds() {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        assert!((now_ms() - wall).abs() < 5_000, "{} vs {wall}", now_ms());
+    }
 }

@@ -167,7 +167,9 @@ mod tests {
         for t in Trigger::ALL {
             assert_eq!(t.as_str().parse::<Trigger>().unwrap(), t);
             assert_eq!(t.as_str().to_lowercase().parse::<Trigger>().unwrap(), t);
+            assert_eq!(t.to_string(), t.as_str());
         }
+        assert_eq!(Trigger::Click.to_string(), "CLICK");
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! The CSV of a PAINT event batch: one header line per trigger present
-//! (`eventMeta`) and the rows of every event (`eventData`, RFC 4180, CRLF,
-//! base64), the first column of each row being the trigger.
+//! The CSV of a PAINT event batch: one header line per requested trigger
+//! (`eventMeta`, even when none of its events came) and the rows of every
+//! event (`eventData`, RFC 4180, CRLF, base64), the first column of each row
+//! being the trigger under the name it was requested by.
 //!
 //! Columns: `type,email,eventId,eventDate,receivedDate,campaignId,messageId,listId`,
 //! then per trigger CLICK `url,ip,userAgent`; OPEN `ip,userAgent`;
@@ -91,22 +92,35 @@ pub fn header(t: Trigger, custom: &[String]) -> Result<String, csv::Error> {
 
 /// A batch as PAINT returns it.
 pub struct CsvBatch {
-    /// (trigger, header line), in order of first appearance.
-    pub meta: Vec<(Trigger, String)>,
+    /// (name the trigger was requested by, header line), in request order.
+    pub meta: Vec<(&'static str, String)>,
     /// Base64 of the CSV rows.
     pub data: String,
 }
 
-pub fn build(events: &[Event], custom: &[String]) -> Result<CsvBatch, csv::Error> {
-    let mut meta: Vec<(Trigger, String)> = Vec::new();
+/// `requested`: each requested trigger with the name the client used for it
+/// (e.g. PAINT's `SIGNUP` for OPTIN), in request order.
+pub fn build(
+    events: &[Event],
+    custom: &[String],
+    requested: &[(Trigger, &'static str)],
+) -> Result<CsvBatch, csv::Error> {
+    let meta = requested
+        .iter()
+        .map(|(t, name)| Ok((*name, header(*t, custom)?)))
+        .collect::<Result<Vec<_>, csv::Error>>()?;
+    let name_of = |t: Trigger| {
+        requested
+            .iter()
+            .find(|(r, _)| *r == t)
+            .map_or(t.as_str(), |(_, name)| *name)
+    };
     let mut w = writer();
     let mut record: Vec<String> = Vec::new();
     for e in events {
-        if !meta.iter().any(|(t, _)| *t == e.trigger) {
-            meta.push((e.trigger, header(e.trigger, custom)?));
-        }
         record.clear();
-        record.extend(fixed_columns(e.trigger).map(|c| column(e, c).to_string()));
+        record.push(name_of(e.trigger).to_string());
+        record.extend(fixed_columns(e.trigger).skip(1).map(|c| column(e, c).to_string()));
         record.extend(custom.iter().map(|c| custom_value(e, c)));
         w.write_record(&record)?;
     }
@@ -152,8 +166,16 @@ mod tests {
             event(Trigger::Open, "ü@x.test", serde_json::json!({})),
         ];
         let custom = vec!["name".to_string(), "n".to_string()];
-        let b = build(&events, &custom).unwrap();
-        assert_eq!(b.meta.len(), 2);
+        let requested = [
+            (Trigger::Click, "CLICK"),
+            (Trigger::Open, "OPEN"),
+            (Trigger::OptIn, "SIGNUP"),
+        ];
+        let b = build(&events, &custom, &requested).unwrap();
+        assert_eq!(
+            b.meta.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            ["CLICK", "OPEN", "SIGNUP"]
+        );
         assert_eq!(
             b.meta[0].1,
             "type,email,eventId,eventDate,receivedDate,campaignId,messageId,listId,url,ip,userAgent,externalId,name,n"

@@ -6,13 +6,16 @@
 //! [`crate::pull::Pull`] operations as the other faces.
 
 mod csv_batch;
+mod outcome;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 
-use crate::auth::Principal;
+use std::net::IpAddr;
+
+use crate::auth::{AuthError, Principal};
 use crate::domain::event::Event;
 use crate::domain::keys;
 use crate::domain::time::now_ms;
@@ -22,8 +25,9 @@ use crate::soapxml::envelope::{self, FaultCode};
 use crate::soapxml::http as soaphttp;
 use crate::soapxml::map::{self, MapValue, Prefixes};
 use crate::soapxml::SOAP11_ENC;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::StoreError;
+use outcome::{system, Outcome};
 
 pub const NS: &str = "urn:localhost-paint";
 pub const PATH: &str = "/soap/paint";
@@ -56,55 +60,15 @@ async fn wsdl(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
     soaphttp::get_wsdl(&req, st.settings.public_url.as_deref(), &SERVICE)
 }
 
-/// What `result` says, and `resultData`.
-enum Outcome {
-    Success(MapValue),
-    /// Field → message, as PAINT clients expect for validation errors.
-    Validation(Vec<(String, MapValue)>),
-    Security(String),
-    System(String),
-}
-
-impl Outcome {
-    /// Our own failure, with nothing more to say to the caller.
-    fn failed() -> Outcome {
-        Outcome::System("the server failed; the request may be retried".into())
-    }
-
-    fn invalid(field: &str, message: impl Into<String>) -> Outcome {
-        Outcome::Validation(vec![(field.to_string(), MapValue::Str(message.into()))])
-    }
-
-    fn into_map(self) -> MapValue {
-        let (result, data) = match self {
-            Outcome::Success(d) => ("success", d),
-            Outcome::Validation(errors) => ("bean_exception_validation", MapValue::Map(errors)),
-            Outcome::Security(m) => ("bean_exception_security", MapValue::Str(m)),
-            Outcome::System(m) => ("bean_exception_system", MapValue::Str(m)),
-        };
-        MapValue::map(vec![("result", MapValue::str(result)), ("resultData", data)])
-    }
-}
-
-fn system(e: StoreError) -> Outcome {
-    tracing::error!(error = %e, "PAINT request failed");
-    match e {
-        StoreError::Pool(_) | StoreError::Connect(_) => {
-            Outcome::System("the database is unavailable; retry shortly".into())
-        }
-        _ => Outcome::failed(),
-    }
-}
-
 /// The caller's fault: HTTP 400 (never a 500 for the caller's mistake).
 fn client_fault(v: envelope::SoapVersion, message: &str) -> HttpResponse {
     soaphttp::fault_with_status(v, StatusCode::BAD_REQUEST, FaultCode::Client, message)
 }
 
 async fn handle(req: HttpRequest, body: web::Payload, st: web::Data<AppState>) -> HttpResponse {
-    let env = match soaphttp::read_envelope(&req, body, st.settings.max_body_bytes).await {
+    let env = match st.envelopes.read(&req, body).await {
         Ok(e) => e,
-        Err((v, m)) => return client_fault(v, &m),
+        Err(e) => return e.respond(client_fault),
     };
     let v = env.version;
     if let Some(h) = envelope::not_understood(&env, |_| false) {
@@ -131,7 +95,10 @@ async fn handle(req: HttpRequest, body: web::Payload, st: web::Data<AppState>) -
             _ => {}
         }
     }
-    let outcome = dispatch(&st, req_parts).await;
+    let outcome = dispatch(&st, req_parts, req.peer_addr().map(|a| a.ip())).await;
+    if let Some(r) = outcome.http_fault(v) {
+        return r;
+    }
     let p = Prefixes::default();
     let mut out = String::with_capacity(4096);
     let d = p.declarations();
@@ -158,12 +125,12 @@ fn text(v: &MapValue) -> String {
     v.as_text().map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
-async fn dispatch(st: &web::Data<AppState>, p: Parts) -> Outcome {
+async fn dispatch(st: &web::Data<AppState>, p: Parts, client: Option<IpAddr>) -> Outcome {
     let class = text(&p.class_name);
     let process = text(&p.process_name);
     match (class.as_str(), process.as_str()) {
-        (CONTEXT, "login") => login(st, &p.entity).await,
-        (CONTEXT, "logout") => match context(st, &p.context_id).await {
+        (CONTEXT, "login") => login(st, &p.entity, client).await,
+        (CONTEXT, "logout") => match context(st, &p.context_id, client).await {
             Ok((account_id, hash)) => {
                 let store = st.store.clone();
                 match web::block(move || store.delete_paint_context(account_id, &hash)).await {
@@ -174,7 +141,7 @@ async fn dispatch(st: &web::Data<AppState>, p: Parts) -> Outcome {
             }
             Err(o) => o,
         },
-        (EVENTS, "getBatch") => match context(st, &p.context_id).await {
+        (EVENTS, "getBatch") => match context(st, &p.context_id, client).await {
             Ok((account_id, _)) => get_batch(st, account_id, &p.process, &p.entity).await,
             Err(o) => o,
         },
@@ -194,19 +161,24 @@ async fn dispatch(st: &web::Data<AppState>, p: Parts) -> Outcome {
 const BAD_CONTEXT: &str = "invalid or expired context: log in again with bus_facade_context login";
 
 /// Resolves a context id to its account (and refreshes its idle timer).
-async fn context(st: &web::Data<AppState>, id: &MapValue) -> Result<(i64, String), Outcome> {
+/// An unknown context id counts as a failed authentication.
+async fn context(st: &web::Data<AppState>, id: &MapValue, client: Option<IpAddr>) -> Result<(i64, String), Outcome> {
+    if let Err(AuthError::Limited(w)) = st.auth.check_client(client) {
+        return Err(Outcome::Limited(w));
+    }
+    let bad = || {
+        st.auth.failed(client);
+        Outcome::Security(BAD_CONTEXT.into())
+    };
     let id = text(id);
-    let account_id: i64 = id
-        .split_once('-')
-        .and_then(|(a, _)| a.parse().ok())
-        .ok_or_else(|| Outcome::Security(BAD_CONTEXT.into()))?;
+    let account_id: i64 = id.split_once('-').and_then(|(a, _)| a.parse().ok()).ok_or_else(bad)?;
     let hash = keys::hash(&id);
     let idle_ms = idle_ms(st);
     let store = st.store.clone();
     let h = hash.clone();
     match web::block(move || store.touch_paint_context(account_id, &h, now_ms(), idle_ms)).await {
         Ok(Ok(true)) => Ok((account_id, hash)),
-        Ok(Ok(false)) => Err(Outcome::Security(BAD_CONTEXT.into())),
+        Ok(Ok(false)) => Err(bad()),
         Ok(Err(e)) => Err(system(e)),
         Err(_) => Err(Outcome::failed()),
     }
@@ -216,7 +188,10 @@ fn idle_ms(st: &web::Data<AppState>) -> i64 {
     i64::try_from(st.settings.paint_context_idle_seconds.saturating_mul(1000)).unwrap_or(i64::MAX / 2)
 }
 
-async fn login(st: &web::Data<AppState>, entity: &MapValue) -> Outcome {
+async fn login(st: &web::Data<AppState>, entity: &MapValue, client: Option<IpAddr>) -> Outcome {
+    if let Err(AuthError::Limited(w)) = st.auth.check_client(client) {
+        return Outcome::Limited(w);
+    }
     let user = entity.get("userName").map(text).unwrap_or_default();
     let password = entity.get("password").map(text).unwrap_or_default();
     let mut missing = vec![];
@@ -239,13 +214,20 @@ async fn login(st: &web::Data<AppState>, entity: &MapValue) -> Outcome {
     let result = web::block(move || -> Result<Option<(i64, String, String)>, StoreError> {
         let account = match store.find_account_by_name(&user) {
             Ok(a) => a,
-            Err(StoreError::NotFound) => return Ok(None),
+            Err(StoreError::NotFound) => {
+                auth.failed(client);
+                return Ok(None);
+            }
             Err(e) => return Err(e),
         };
-        match auth.authenticate_key(&password) {
+        match auth.authenticate_key(&password, client) {
             Ok(Principal::Account(a)) if a.id == account.id => {}
-            Ok(_) | Err(crate::auth::AuthError::Invalid | crate::auth::AuthError::Missing) => return Ok(None),
-            Err(crate::auth::AuthError::Store(e)) => return Err(e),
+            Ok(_) => {
+                auth.failed(client);
+                return Ok(None);
+            }
+            Err(AuthError::Invalid | AuthError::Missing | AuthError::Limited(_)) => return Ok(None),
+            Err(AuthError::Store(e)) => return Err(e),
         }
         let secret: String = rand::thread_rng()
             .sample_iter(&Alphanumeric)
@@ -253,7 +235,10 @@ async fn login(st: &web::Data<AppState>, entity: &MapValue) -> Outcome {
             .map(char::from)
             .collect();
         let id = format!("{}-{secret}", account.id);
-        store.create_paint_context(account.id, &keys::hash(&id), now_ms(), idle)?;
+        if !store.create_paint_context(account.id, &keys::hash(&id), &keys::hash(&password), now_ms(), idle)? {
+            // The key was revoked between the check and now.
+            return Ok(None);
+        }
         Ok(Some((account.id, account.name, id)))
     })
     .await;
@@ -309,6 +294,21 @@ fn custom_fields(v: Option<&MapValue>) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
+/// PAINT's name of a sign-up through a form, eventd's OPTIN.
+const SIGNUP: &str = "SIGNUP";
+
+/// A notification type as PAINT names it (case-insensitive): a trigger, or
+/// `SIGNUP` for OPTIN. The name is the one answers use for it.
+fn paint_type(raw: &str) -> Option<(Trigger, &'static str)> {
+    if raw.eq_ignore_ascii_case(SIGNUP) {
+        return Some((Trigger::OptIn, SIGNUP));
+    }
+    raw.to_ascii_uppercase()
+        .parse::<Trigger>()
+        .ok()
+        .map(|t| (t, t.as_str()))
+}
+
 async fn get_batch(st: &web::Data<AppState>, account_id: i64, process: &MapValue, entity: &MapValue) -> Outcome {
     let mut errors: Vec<(String, MapValue)> = Vec::new();
     let mut invalid = |field: &str, msg: String| errors.push((field.to_string(), MapValue::Str(msg)));
@@ -316,23 +316,29 @@ async fn get_batch(st: &web::Data<AppState>, account_id: i64, process: &MapValue
     let types = param("notificationTypes", process, entity)
         .map(text)
         .unwrap_or_default();
-    let mut triggers: Vec<String> = Vec::new();
+    // Each requested trigger with the name it was asked by (the first one
+    // when asked twice), in request order.
+    let mut requested: Vec<(Trigger, &'static str)> = Vec::new();
     let mut unknown: Vec<String> = Vec::new();
     for t in types.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-        match t.to_ascii_uppercase().parse::<Trigger>() {
-            Ok(tr) => triggers.push(tr.as_str().to_string()),
-            Err(_) => unknown.push(t.to_string()),
+        match paint_type(t) {
+            Some(r) if requested.iter().any(|(seen, _)| *seen == r.0) => {}
+            Some(r) => requested.push(r),
+            None => unknown.push(t.to_string()),
         }
     }
     if !unknown.is_empty() {
         invalid(
             "notificationTypes",
             format!(
-                "unknown notification type(s): {}; valid: {}",
+                "unknown notification type(s): {}; valid: {}, and {SIGNUP} for OPTIN",
                 unknown.join(", "),
                 Trigger::valid_names()
             ),
         );
+    }
+    if requested.is_empty() {
+        requested = Trigger::ALL.iter().map(|t| (*t, t.as_str())).collect();
     }
     let max = match param("maxNotifications", process, entity) {
         None => DEFAULT_MAX_NOTIFICATIONS,
@@ -361,6 +367,18 @@ async fn get_batch(st: &web::Data<AppState>, account_id: i64, process: &MapValue
             invalid("clientType", format!("only CLIENT_PULL is supported, not '{ct}'"));
         }
     }
+    // What the sample clients send; other values ask for what this server
+    // does not do (another encoding, a "processing" state), so they are refused.
+    if let Some(enc) = param("encoding", process, entity).map(text) {
+        if !enc.is_empty() && !enc.eq_ignore_ascii_case("plain") {
+            invalid("encoding", format!("only plain is supported, not '{enc}'"));
+        }
+    }
+    if let Some(p) = param("markAsProcessingInd", process, entity).map(text) {
+        if !p.is_empty() && !p.eq_ignore_ascii_case("N") {
+            invalid("markAsProcessingInd", format!("only N is supported, not '{p}'"));
+        }
+    }
     let custom = match custom_fields(param("customFieldNames", process, entity)) {
         Ok(c) => c,
         Err(m) => {
@@ -375,7 +393,7 @@ async fn get_batch(st: &web::Data<AppState>, account_id: i64, process: &MapValue
     let params = FetchParams {
         size: Some(max),
         consumer: Some(format!("paint-{}", uuid::Uuid::now_v7().simple())),
-        triggers: Some(triggers),
+        triggers: Some(requested.iter().map(|(t, _)| t.as_str().to_string()).collect()),
         lease_seconds: Some(LEASE_SECONDS),
         wait_seconds: None,
     };
@@ -409,7 +427,7 @@ async fn get_batch(st: &web::Data<AppState>, account_id: i64, process: &MapValue
             return system(e);
         }
     }
-    let csv = match csv_batch::build(&events, &custom) {
+    let csv = match csv_batch::build(&events, &custom, &requested) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "CSV encoding failed");
@@ -419,7 +437,7 @@ async fn get_batch(st: &web::Data<AppState>, account_id: i64, process: &MapValue
     let meta = csv
         .meta
         .into_iter()
-        .map(|(t, h)| (t.as_str().to_string(), MapValue::Str(h)))
+        .map(|(name, h)| (name.to_string(), MapValue::Str(h)))
         .collect();
     Outcome::Success(MapValue::map(vec![(
         "bus_entity_eventNotificationBatch",

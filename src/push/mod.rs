@@ -4,6 +4,7 @@
 //! destinations. Runs inside `serve` or alone as `eventd worker`, any number
 //! of times on any number of nodes.
 
+pub mod lease;
 pub mod schedule;
 pub mod worker;
 

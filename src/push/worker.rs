@@ -12,13 +12,16 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 
+use super::lease::Leases;
 use super::schedule::{parse_duration, parse_schedule};
+use crate::activity::Activity;
 use crate::config::PushSettings;
 use crate::domain::keys::random_id;
 use crate::domain::time::now_ms;
+use crate::domain::DeliverySettings;
 use crate::store::push::{AttemptOutcome, Claim, DestinationKey, OutcomeKind};
 use crate::store::{Store, StoreError, StoreResult};
-use crate::webhook::{prepare, Webhooks};
+use crate::transport::{Parcel, TransportSettings, Transports, Unit};
 
 /// Requests' worth claimed ahead per destination, as a multiple of its
 /// concurrency (keeps the pipe full between claims).
@@ -44,10 +47,17 @@ pub struct WorkerConfig {
     pub per_destination: usize,
     /// How long a stopping worker lets requests in flight finish.
     pub stop_grace: Duration,
+    /// How long a claim holds its deliveries without renewal (`lease.rs`).
+    pub lease: Duration,
     /// Finished deliveries older than this are pruned.
     pub log_retention: Duration,
-    /// Counts deliveries per request outcome (`eventd_deliveries_total`).
+    /// Counts deliveries (requests' events, mails, files) per outcome and
+    /// transport (`eventd_deliveries_total`).
     pub outcomes: Option<prometheus::IntCounterVec>,
+    /// Counts written results for `GET /v1/stats`.
+    pub activity: Option<Activity>,
+    /// Counts the events they carried (`eventd_delivery_events_total`).
+    pub events: Option<prometheus::IntCounterVec>,
 }
 
 impl WorkerConfig {
@@ -63,8 +73,11 @@ impl WorkerConfig {
             concurrency: s.push_concurrency as usize,
             per_destination: s.push_destination_concurrency as usize,
             stop_grace: parse_duration(&s.push_stop_grace)?,
+            lease: parse_duration(&s.push_lease)?.max(Duration::from_millis(100)),
             log_retention: parse_duration(&s.push_log_retention)?,
             outcomes: None,
+            activity: None,
+            events: None,
         })
     }
 }
@@ -81,6 +94,9 @@ struct DestState {
     skip_until: AtomicI64,
 }
 
+/// Per-destination state the completer updates (suspensions, pauses).
+type DestMap = Arc<std::sync::Mutex<HashMap<DestinationKey, Arc<DestState>>>>;
+
 /// A running worker (on its own threads, so a busy API does not slow it).
 pub struct PushWorker {
     stop: watch::Sender<bool>,
@@ -88,16 +104,21 @@ pub struct PushWorker {
 }
 
 impl PushWorker {
-    pub fn spawn(store: Store, webhooks: Webhooks, config: WorkerConfig) -> std::io::Result<PushWorker> {
+    pub fn spawn(store: Store, transports: TransportSettings, config: WorkerConfig) -> anyhow::Result<PushWorker> {
         let (stop, stop_rx) = watch::channel(false);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("eventd-push")
             .enable_all()
             .build()?;
-        let thread = std::thread::Builder::new()
-            .name("eventd-push".into())
-            .spawn(move || runtime.block_on(run(store, webhooks, config, stop_rx)))?;
+        let thread = std::thread::Builder::new().name("eventd-push".into()).spawn(move || {
+            runtime.block_on(async move {
+                match transports.build() {
+                    Ok(t) => run(store, t, config, stop_rx).await,
+                    Err(e) => tracing::error!(error = %e, "delivery worker cannot build its transports"),
+                }
+            })
+        })?;
         Ok(PushWorker { stop, thread })
     }
 
@@ -116,21 +137,27 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> StoreResult<T> + Send +
         .map_err(|e| StoreError::Connect(format!("worker thread failed: {e}")))?
 }
 
-async fn run(store: Store, webhooks: Webhooks, config: WorkerConfig, mut stop: watch::Receiver<bool>) {
+async fn run(store: Store, transports: Transports, config: WorkerConfig, mut stop: watch::Receiver<bool>) {
     let worker_id = random_id("wrk");
     tracing::info!(worker = %worker_id, "push worker started");
     let global = Arc::new(Semaphore::new(config.concurrency));
     let mut dests: HashMap<DestinationKey, Arc<DestState>> = HashMap::new();
-    let dest_map: Arc<std::sync::Mutex<HashMap<DestinationKey, Arc<DestState>>>> = Arc::default();
+    let dest_map: DestMap = Arc::default();
     let (tx, rx) = mpsc::unbounded_channel::<AttemptOutcome>();
     let wake = Arc::new(Notify::new());
+    let leases = Arc::new(Leases::new(config.lease));
+    let (stop_heartbeat, heartbeat_rx) = watch::channel(false);
+    let heartbeat = {
+        let (leases, store, worker_id) = (leases.clone(), store.clone(), worker_id.clone());
+        tokio::spawn(async move { leases.heartbeat(store, worker_id, heartbeat_rx).await })
+    };
     let completer = tokio::spawn(complete_loop(
         store.clone(),
         worker_id.clone(),
         config.clone(),
         rx,
         wake.clone(),
-        dest_map.clone(),
+        (dest_map.clone(), leases.clone()),
     ));
     let mut tasks: JoinSet<()> = JoinSet::new();
     let mut backoff = config.poll;
@@ -192,21 +219,15 @@ async fn run(store: Store, webhooks: Webhooks, config: WorkerConfig, mut stop: w
                 continue;
             }
             let want = (cap - outstanding) as i64;
-            // Long enough for everything claimed to be sent one after another.
-            let lease_ms = |timeout_s: i64| {
-                let rounds = (outstanding as i64 + want) / config.per_destination as i64 + 2;
-                now_ms() + rounds * timeout_s * 1000 + 30_000
-            };
+            // Short, renewed by the heartbeat while the rows are held.
+            let lease_until = leases.for_claim();
             let claim = {
                 let store = store.clone();
                 let dest = dest.clone();
                 let worker_id = worker_id.clone();
-                // The lease is computed with the largest timeout, before the
-                // settings are known.
-                let lease_until = lease_ms(i64::from(crate::domain::destination::MAX_TIMEOUT_SECONDS));
                 blocking(move || store.claim_deliveries(&dest, want, lease_until, &worker_id)).await
             };
-            let claim: Claim = match claim {
+            let mut claim: Claim = match claim {
                 Ok(Some(c)) => c,
                 Ok(None) => {
                     st.skip_until.store(now_ms() + SKIP_MS, Ordering::Relaxed);
@@ -221,35 +242,91 @@ async fn run(store: Store, webhooks: Webhooks, config: WorkerConfig, mut stop: w
                 continue;
             }
             claimed_any = true;
+            leases.hold(dest.account_id, claim.rows.iter().map(|r| r.id), lease_until);
             st.stopped_until.store(0, Ordering::Relaxed);
             let config_version = claim.config_version;
+            let size = match &claim.settings {
+                DeliverySettings::Http(h) => h.batch_size.max(1) as usize,
+                _ => 1,
+            };
             let settings = Arc::new(claim.settings);
             let secret: Arc<[String]> = claim.secrets.into();
-            let size = settings.batch_size.max(1) as usize;
             for chunk in claim.rows.chunks(size) {
                 st.outstanding.fetch_add(1, Ordering::Relaxed);
                 let chunk = chunk.to_vec();
+                // A parcel (digest mail, FTP file) carries its period's events.
+                let members = match chunk.as_slice() {
+                    [row] if row.label.is_some() => claim.members.remove(&row.id),
+                    _ => None,
+                };
                 let outcomes = config.outcomes.clone();
-                let (st, global, settings, secret, webhooks, tx, stop, dest) = (
+                let events_counter = config.events.clone();
+                let (st, global, settings, secret, transports, tx, stop, dest, leases) = (
                     st.clone(),
                     global.clone(),
                     settings.clone(),
                     secret.clone(),
-                    webhooks.clone(),
+                    transports.clone(),
                     tx.clone(),
                     stop.clone(),
                     dest.clone(),
+                    leases.clone(),
                 );
                 tasks.spawn(async move {
-                    let deliveries: Vec<(i64, i64)> = chunk.iter().map(|r| (r.id, r.attempts)).collect();
+                    let deliveries: Vec<(i64, i64)> = chunk.iter().map(|r| (r.id, r.failures)).collect();
                     let _dest_permit = st.permits.acquire().await;
                     let _permit = global.acquire().await;
                     let stopped = *stop.borrow() || st.stopped_until.load(Ordering::Relaxed) > now_ms();
-                    let outcome = if stopped {
-                        AttemptOutcome {
+                    let events: Vec<(&str, &str)> = match &members {
+                        Some(m) => m.iter().map(|m| (m.event_id.as_str(), m.payload.as_str())).collect(),
+                        None => chunk
+                            .iter()
+                            .map(|r| (r.event_id.as_str(), r.payload.as_str()))
+                            .collect(),
+                    };
+                    let event_count = events.len() as u64;
+                    let parcel = match chunk.as_slice() {
+                        [row] => row.label.as_deref().map(|label| Parcel {
+                            trigger: dest.trigger.as_str(),
+                            label,
+                            period_start_ms: row.period_start.unwrap_or_default(),
+                        }),
+                        _ => None,
+                    };
+                    let ids: Vec<i64> = deliveries.iter().map(|(id, _)| *id).collect();
+                    let sent = if stopped {
+                        None
+                    } else {
+                        let attempted_at = now_ms();
+                        let unit = Unit {
+                            events: &events,
+                            parcel,
+                        };
+                        let send = transports.send(&settings, &secret, unit);
+                        let sent = leases.guard(dest.account_id, &ids, send).await;
+                        if sent.is_none() {
+                            tracing::warn!(deliveries = ?ids, "push lease not renewed in time; request abandoned");
+                        }
+                        sent.map(|s| (attempted_at, s))
+                    };
+                    let outcome = match sent {
+                        Some((attempted_at, sent)) => AttemptOutcome {
                             dest,
                             deliveries,
-                            url: settings.url.clone(),
+                            url: sent.target,
+                            attempted_at,
+                            latency_ms: sent.latency_ms,
+                            status_code: sent.status_code,
+                            error: sent.error,
+                            response: sent.response,
+                            kind: sent.kind,
+                            config_version,
+                        },
+                        // Not sent: given back untouched.
+                        None => AttemptOutcome {
+                            dest,
+                            deliveries,
+                            url: String::new(),
                             attempted_at: now_ms(),
                             latency_ms: 0,
                             status_code: None,
@@ -257,48 +334,24 @@ async fn run(store: Store, webhooks: Webhooks, config: WorkerConfig, mut stop: w
                             response: None,
                             kind: OutcomeKind::Released,
                             config_version,
-                        }
-                    } else {
-                        let events: Vec<(&str, &str)> = chunk
-                            .iter()
-                            .map(|r| (r.event_id.as_str(), r.payload.as_str()))
-                            .collect();
-                        let prepared = prepare(&settings, &events);
-                        let attempted_at = now_ms();
-                        let answer = webhooks.send(&prepared, &settings, &secret).await;
-                        let kind = if answer.is_success() {
-                            OutcomeKind::Success
-                        } else if answer.status == Some(410) {
-                            OutcomeKind::Gone
-                        } else if let Some(d) = answer.retry_after {
-                            OutcomeKind::RetryAfter(now_ms() + i64::try_from(d.as_millis()).unwrap_or(0))
-                        } else {
-                            OutcomeKind::Failure
-                        };
-                        AttemptOutcome {
-                            dest,
-                            deliveries,
-                            url: prepared.url,
-                            attempted_at,
-                            latency_ms: answer.latency_ms,
-                            status_code: answer.status.map(i64::from),
-                            error: answer.error,
-                            response: answer.response,
-                            kind,
-                            config_version,
-                        }
+                        },
                     };
+                    let label = match outcome.kind {
+                        OutcomeKind::Success => "success",
+                        OutcomeKind::Failure => "failure",
+                        OutcomeKind::Transient => "transient",
+                        OutcomeKind::RetryAfter(_) => "retry_after",
+                        OutcomeKind::Gone => "gone",
+                        OutcomeKind::Released => "released",
+                    };
+                    let transport = outcome.dest.transport.as_str();
                     if let Some(counter) = &outcomes {
-                        let label = match outcome.kind {
-                            OutcomeKind::Success => "success",
-                            OutcomeKind::Failure => "failure",
-                            OutcomeKind::RetryAfter(_) => "retry_after",
-                            OutcomeKind::Gone => "gone",
-                            OutcomeKind::Released => "released",
-                        };
                         counter
-                            .with_label_values(&[label])
+                            .with_label_values(&[label, transport])
                             .inc_by(outcome.deliveries.len() as u64);
+                    }
+                    if let Some(counter) = &events_counter {
+                        counter.with_label_values(&[label, transport]).inc_by(event_count);
                     }
                     let _ = tx.send(outcome);
                     st.outstanding.fetch_sub(1, Ordering::Relaxed);
@@ -322,6 +375,8 @@ async fn run(store: Store, webhooks: Webhooks, config: WorkerConfig, mut stop: w
     }
     drop(tx);
     let _ = completer.await;
+    let _ = stop_heartbeat.send(true);
+    let _ = heartbeat.await;
     match blocking(move || store.release_deliveries(&worker_id)).await {
         Ok(n) if n > 0 => tracing::info!(released = n, "push worker gave back unfinished deliveries"),
         Ok(_) => {}
@@ -351,7 +406,7 @@ async fn complete_loop(
     config: WorkerConfig,
     mut rx: mpsc::UnboundedReceiver<AttemptOutcome>,
     wake: Arc<Notify>,
-    dests: Arc<std::sync::Mutex<HashMap<DestinationKey, Arc<DestState>>>>,
+    (dests, leases): (DestMap, Arc<Leases>),
 ) {
     let schedule: Arc<[i64]> = config.schedule_ms.clone().into();
     while let Some(first) = rx.recv().await {
@@ -365,12 +420,15 @@ async fn complete_loop(
         let batch = Arc::new(batch);
         let mut delay = Duration::from_millis(100);
         for attempt in 0..20 {
-            let (store, worker_id, batch, schedule) =
+            let (store, worker_id, results, schedule) =
                 (store.clone(), worker_id.clone(), batch.clone(), schedule.clone());
             let suspend_after = config.suspend_after;
-            let r = blocking(move || store.complete_deliveries(&worker_id, &batch, &schedule, suspend_after)).await;
+            let r = blocking(move || store.complete_deliveries(&worker_id, &results, &schedule, suspend_after)).await;
             match r {
                 Ok(stopped) => {
+                    if let Some(activity) = &config.activity {
+                        count_results(activity, &batch);
+                    }
                     let map = lock(&dests);
                     for (dest, until) in stopped {
                         if let Some(st) = map.get(&dest) {
@@ -386,6 +444,25 @@ async fn complete_loop(
                 }
             }
         }
+        // Written (or given up on: the leases then run out).
+        for o in batch.iter() {
+            leases.forget(o.dest.account_id, o.deliveries.iter().map(|(id, _)| *id));
+        }
         wake.notify_one();
+    }
+}
+
+/// Adds written results to the activity counters: each delivery of a
+/// successful request is delivered, each of a failed one failed (a
+/// Retry-After or 410 answer is a failed request too).
+fn count_results(activity: &Activity, batch: &[AttemptOutcome]) {
+    for o in batch {
+        let n = o.deliveries.len() as i64;
+        let (delivered, failed) = match o.kind {
+            OutcomeKind::Success => (n, 0),
+            OutcomeKind::Failure | OutcomeKind::Transient | OutcomeKind::Gone | OutcomeKind::RetryAfter(_) => (0, n),
+            OutcomeKind::Released => (0, 0),
+        };
+        activity.pushed(o.dest.account_id, &o.dest.trigger, delivered, failed);
     }
 }

@@ -4,19 +4,23 @@
 
 mod render;
 
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use subtle::ConstantTimeEq;
 
-use crate::auth::{AuthError, Credentials, Principal};
+use crate::auth::{retry_after_secs, AuthError, Credentials, Principal};
+use crate::body::content_type;
 use crate::pull::FetchParams;
 use crate::soapxml::dom::Element;
 use crate::soapxml::envelope::{self, Envelope, FaultCode, SoapVersion};
 use crate::soapxml::http as soaphttp;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::accounts::Account;
+use crate::store::failure::{STORAGE_FULL_RETRY_AFTER, UNAVAILABLE_RETRY_AFTER};
 use crate::store::StoreError;
 
-pub const NS: &str = "urn:eventd:eventNotification";
+pub use render::NS;
 pub const PATH: &str = "/soap/eventNotification";
 pub const WSDL: &str = include_str!("../../wsdl/eventNotification.wsdl");
 const SERVICE: soaphttp::Service = soaphttp::Service {
@@ -38,11 +42,14 @@ async fn wsdl(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
     soaphttp::get_wsdl(&req, st.settings.public_url.as_deref(), &SERVICE)
 }
 
-/// A fault to answer with: whose fault it is and what went wrong.
+/// A fault to answer with: whose fault it is, what went wrong, and the
+/// HTTP status when it is not the version's usual one (401 with a Basic
+/// challenge, 403, 429 with `Retry-After`).
 struct Fault {
     code: FaultCode,
     message: String,
-    unauthorized: bool,
+    status: Option<StatusCode>,
+    retry_after: Option<u64>,
 }
 
 impl Fault {
@@ -50,30 +57,42 @@ impl Fault {
         Fault {
             code: FaultCode::Client,
             message: message.into(),
-            unauthorized: false,
+            status: None,
+            retry_after: None,
         }
     }
 
     fn server(message: impl Into<String>) -> Self {
         Fault {
             code: FaultCode::Server,
-            message: message.into(),
-            unauthorized: false,
-        }
-    }
-
-    fn unauthorized(message: impl Into<String>) -> Self {
-        Fault {
-            unauthorized: true,
             ..Fault::client(message)
         }
     }
 
+    fn with_status(status: StatusCode, message: impl Into<String>) -> Self {
+        Fault {
+            status: Some(status),
+            ..Fault::client(message)
+        }
+    }
+
+    fn unauthorized(message: impl Into<String>) -> Self {
+        Fault::with_status(StatusCode::UNAUTHORIZED, message)
+    }
+
     fn respond(self, version: SoapVersion) -> HttpResponse {
-        if self.unauthorized {
-            soaphttp::unauthorized(version, &self.message)
-        } else {
-            soaphttp::fault(version, self.code, &self.message)
+        match self.status {
+            Some(StatusCode::UNAUTHORIZED) => soaphttp::unauthorized(version, &self.message),
+            Some(status) => {
+                let mut r = soaphttp::fault_with_status(version, status, self.code, &self.message);
+                if let Some(secs) = self.retry_after {
+                    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                        r.headers_mut().insert(header::RETRY_AFTER, v);
+                    }
+                }
+                r
+            }
+            None => soaphttp::fault(version, self.code, &self.message),
         }
     }
 }
@@ -83,7 +102,21 @@ impl From<StoreError> for Fault {
         match e {
             StoreError::NotFound => Fault::client("unknown batch: no batch of this account has that id"),
             StoreError::Conflict(m) => Fault::client(format!("conflict: {m}")),
-            StoreError::Pool(_) | StoreError::Connect(_) => Fault::server("the database is unavailable; retry shortly"),
+            e if e.is_unavailable() => {
+                tracing::warn!(error = %e, "database unavailable");
+                Fault {
+                    status: Some(StatusCode::SERVICE_UNAVAILABLE),
+                    retry_after: Some(UNAVAILABLE_RETRY_AFTER),
+                    ..Fault::server("the database is unavailable; nothing was done, retry shortly")
+                }
+            }
+            StoreError::StorageFull(_) => Fault {
+                status: Some(StatusCode::INSUFFICIENT_STORAGE),
+                retry_after: Some(STORAGE_FULL_RETRY_AFTER),
+                ..Fault::server(
+                    "storage_full: the server's storage is full; no events are accepted until consumers drain the queue or space is added",
+                )
+            },
             other => {
                 tracing::error!(error = %other, "storage failure");
                 Fault::server("the server failed; the request may be retried")
@@ -93,26 +126,41 @@ impl From<StoreError> for Fault {
 }
 
 async fn handle(req: HttpRequest, body: web::Payload, st: web::Data<AppState>) -> HttpResponse {
-    let env = match soaphttp::read_envelope(&req, body, st.settings.max_body_bytes).await {
+    // Credentials in the headers are checked before the body is read: a
+    // caller with wrong ones costs no body buffering or parsing.
+    let fallback = SoapVersion::from_content_type(content_type(&req));
+    let from_header = match header_credentials(&req) {
+        Ok(Some(creds)) => match resolve(&req, &st, creds.clone()).await {
+            Ok(account) => Some((creds, account)),
+            Err(f) => return f.respond(fallback),
+        },
+        Ok(None) => None,
+        Err(f) => return f.respond(fallback),
+    };
+    let env = match st.envelopes.read(&req, body).await {
         Ok(e) => e,
-        Err((v, m)) => return soaphttp::fault(v, FaultCode::Client, &m),
+        Err(e) => return e.respond(|v, m| soaphttp::fault(v, FaultCode::Client, m)),
     };
     let version = env.version;
-    match serve(&req, &st, &env).await {
+    match serve(&req, &st, &env, from_header).await {
         Ok(body) => soaphttp::respond(version, StatusCode::OK, body),
         Err(f) => f.respond(version),
     }
 }
 
-async fn serve(req: &HttpRequest, st: &web::Data<AppState>, env: &Envelope) -> Result<String, Fault> {
+async fn serve(
+    req: &HttpRequest,
+    st: &web::Data<AppState>,
+    env: &Envelope,
+    from_header: Option<(Credentials, Account)>,
+) -> Result<String, Fault> {
     if let Some(h) = envelope::not_understood(env, envelope::is_security) {
         return Err(Fault {
             code: FaultCode::MustUnderstand,
-            message: format!("header '{}' is not understood", h.name.local),
-            unauthorized: false,
+            ..Fault::client(format!("header '{}' is not understood", h.name.local))
         });
     }
-    let account = authenticate(req, st, env).await?;
+    let account = authenticate(req, st, env, from_header).await?;
     let op = &env.body;
     if !matches!(op.name.ns.as_deref(), None | Some(NS)) {
         return Err(Fault::client(format!(
@@ -151,35 +199,70 @@ async fn serve(req: &HttpRequest, st: &web::Data<AppState>, env: &Envelope) -> R
     }
 }
 
-/// HTTP Basic or Bearer first; else a WS-Security UsernameToken.
-async fn authenticate(req: &HttpRequest, st: &web::Data<AppState>, env: &Envelope) -> Result<Account, Fault> {
-    let header = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let creds = match header {
-        Some(h) => Some(
-            Credentials::from_header(h)
-                .ok_or_else(|| Fault::unauthorized("unreadable Authorization header: use Basic or Bearer"))?,
-        ),
-        None => envelope::username_token(env)
-            .map_err(|e| Fault::unauthorized(e.to_string()))?
-            .map(|(user, password)| Credentials::Basic { user, password }),
-    };
+/// Basic or Bearer credentials from the `Authorization` header, if sent.
+fn header_credentials(req: &HttpRequest) -> Result<Option<Credentials>, Fault> {
+    match req.headers().get(header::AUTHORIZATION) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(Credentials::from_header)
+            .map(Some)
+            .ok_or_else(|| Fault::unauthorized("unreadable Authorization header: use Basic or Bearer")),
+    }
+}
+
+/// The account of credentials; the operator token is refused (403).
+async fn resolve(req: &HttpRequest, st: &web::Data<AppState>, creds: Credentials) -> Result<Account, Fault> {
     let auth = st.auth.clone();
-    let principal = web::block(move || auth.authenticate(creds.as_ref()))
+    let client = req.peer_addr().map(|a| a.ip());
+    let principal = web::block(move || auth.authenticate(Some(&creds), client))
         .await
         .map_err(|_| Fault::server("the server failed; the request may be retried"))?;
     match principal {
         Ok(Principal::Account(a)) => Ok(a),
-        Ok(Principal::Operator) => Err(Fault::client(
+        Ok(Principal::Operator) => Err(Fault::with_status(
+            StatusCode::FORBIDDEN,
             "this service needs an account's API key, not the operator token",
         )),
         Err(AuthError::Missing) => Err(Fault::unauthorized(
             "credentials required: HTTP Basic (password = API key), Bearer, or a WS-Security UsernameToken",
         )),
         Err(AuthError::Invalid) => Err(Fault::unauthorized("invalid or revoked credentials")),
+        Err(AuthError::Limited(wait)) => Err(Fault {
+            retry_after: Some(retry_after_secs(wait)),
+            ..Fault::with_status(StatusCode::TOO_MANY_REQUESTS, AuthError::Limited(wait).to_string())
+        }),
         Err(AuthError::Store(e)) => Err(e.into()),
+    }
+}
+
+/// HTTP Basic or Bearer (already resolved), and/or a WS-Security
+/// UsernameToken. When both are sent, the token's password must be the
+/// header's secret: one request never carries two identities.
+async fn authenticate(
+    req: &HttpRequest,
+    st: &web::Data<AppState>,
+    env: &Envelope,
+    from_header: Option<(Credentials, Account)>,
+) -> Result<Account, Fault> {
+    let token = envelope::username_token(env).map_err(|e| Fault::unauthorized(e.to_string()))?;
+    match (from_header, token) {
+        (Some((creds, account)), Some((_, password))) => {
+            if bool::from(creds.secret().as_bytes().ct_eq(password.as_bytes())) {
+                Ok(account)
+            } else {
+                st.auth.failed(req.peer_addr().map(|a| a.ip()));
+                Err(Fault::unauthorized(
+                    "the WS-Security UsernameToken and the Authorization header carry different credentials",
+                ))
+            }
+        }
+        (Some((_, account)), None) => Ok(account),
+        (None, Some((user, password))) => resolve(req, st, Credentials::Basic { user, password }).await,
+        (None, None) => Err(Fault::unauthorized(
+            "credentials required: HTTP Basic (password = API key), Bearer, or a WS-Security UsernameToken",
+        )),
     }
 }
 

@@ -3,13 +3,15 @@
 
 use std::fmt::Write;
 
-use super::NS;
 use crate::domain::event::Event;
 use crate::domain::time::{now_ms, rfc3339};
 use crate::soapxml::envelope::{self, SoapVersion};
 use crate::soapxml::map::{encode_str_item, Prefixes};
 use crate::soapxml::write::{escape_into, text_element};
 use crate::store::queue::{Batch, QueueStatus};
+
+/// The namespace of the service's operations and types.
+pub const NS: &str = "urn:eventd:eventNotification";
 
 fn start(out: &mut String, v: SoapVersion, p: &Prefixes) {
     let d = p.declarations();

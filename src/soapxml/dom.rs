@@ -1,7 +1,11 @@
 //! A small, safe XML element tree for SOAP requests. The reader refuses DTDs
 //! (so no entity can be declared, expanded or fetched), knows only the five
 //! predefined entities and character references, resolves every namespace
-//! prefix, and bounds nesting depth.
+//! prefix, refuses characters XML 1.0 forbids (NUL and the other C0 controls
+//! but tab, LF and CR), and bounds everything a hostile document could
+//! multiply: nesting depth, attributes per element, namespace declarations,
+//! elements and text size ([`Limits`]). Its work is linear in the input: no
+//! step scans more than a bounded number of earlier attributes or bindings.
 
 use quick_xml::events::Event;
 use quick_xml::name::{QName, ResolveResult};
@@ -11,6 +15,43 @@ use super::{XmlError, XSI};
 
 /// Deepest element nesting accepted.
 pub const MAX_DEPTH: usize = 64;
+
+/// What a document may contain at most. Each bound is checked before the
+/// work it would multiply is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Element nesting.
+    pub depth: usize,
+    /// Attributes (namespace declarations included) on one element: the
+    /// duplicate check and prefix resolution of an element's attributes
+    /// cost at most `attributes²`.
+    pub attributes: usize,
+    /// Namespace declarations in the whole document: each name resolution
+    /// scans the bindings in scope, so this bounds the work per name.
+    pub namespaces: usize,
+    /// Elements in the whole document.
+    pub elements: usize,
+    /// Text of one element, in bytes.
+    pub text: usize,
+}
+
+impl Limits {
+    /// For requests: a SOAP or PAINT request is a few dozen elements.
+    pub const REQUEST: Limits = Limits {
+        depth: MAX_DEPTH,
+        attributes: 64,
+        namespaces: 256,
+        elements: 10_000,
+        text: 256 * 1024,
+    };
+    /// For documents this server wrote (tests and tools reading responses
+    /// of 10,000 events): still linear, any number of elements.
+    pub const DOCUMENT: Limits = Limits {
+        elements: usize::MAX,
+        text: usize::MAX,
+        ..Limits::REQUEST
+    };
+}
 
 /// A namespace-qualified name: `ns` is the namespace URI (None: no namespace).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,8 +128,60 @@ fn resolved(r: ResolveResult<'_>, local: &[u8], what: &str) -> Result<Name, XmlE
     Ok(Name { ns, local })
 }
 
-/// Parses a whole document into its root element.
+/// Parses a whole document into its root element, within [`Limits::DOCUMENT`].
 pub fn parse(input: &[u8]) -> Result<Element, XmlError> {
+    parse_with(input, &Limits::DOCUMENT)
+}
+
+/// The first character XML 1.0 forbids (C0 controls but tab, LF, CR;
+/// U+FFFE, U+FFFF), if any.
+fn forbidden_char(s: &str) -> Option<char> {
+    s.chars()
+        .find(|&c| (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{FFFE}' || c == '\u{FFFF}')
+}
+
+fn checked(s: String, what: &str) -> Result<String, XmlError> {
+    match forbidden_char(&s) {
+        Some(c) => Err(XmlError::new(format!(
+            "malformed XML: {what} holds the character U+{:04X}, which XML does not allow",
+            c as u32
+        ))),
+        None => Ok(s),
+    }
+}
+
+/// Appends text to the open element, within the text limit.
+fn push_text(stack: &mut [Element], text: &str, limits: &Limits, what: &str) -> Result<(), XmlError> {
+    match stack.last_mut() {
+        Some(top) => {
+            if top.text.len() + text.len() > limits.text {
+                return Err(XmlError::new(format!(
+                    "the text of element '{}' exceeds {} bytes",
+                    top.name.local, limits.text
+                )));
+            }
+            top.text.push_str(text);
+            Ok(())
+        }
+        None if what == "text" && text.trim().is_empty() => Ok(()),
+        None => Err(XmlError::new(format!("malformed XML: {what} outside the root element"))),
+    }
+}
+
+/// Parses a whole document into its root element, refusing it as soon as
+/// it passes one of `limits`.
+pub fn parse_with(input: &[u8], limits: &Limits) -> Result<Element, XmlError> {
+    // Raw control characters (a NUL in a name, a tag or text) are refused
+    // before anything else; character references are checked once unescaped.
+    if let Some(at) = input
+        .iter()
+        .position(|&b| b < b' ' && !matches!(b, b'\t' | b'\n' | b'\r'))
+    {
+        return Err(XmlError::new(format!(
+            "malformed XML: control character 0x{:02X} at byte {at}",
+            input[at]
+        )));
+    }
     let mut reader = NsReader::from_reader(input);
     {
         let c = reader.config_mut();
@@ -99,6 +192,8 @@ pub fn parse(input: &[u8]) -> Result<Element, XmlError> {
     let mut buf = Vec::new();
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
+    let mut elements = 0usize;
+    let mut namespaces = 0usize;
     loop {
         let event = reader
             .read_event_into(&mut buf)
@@ -114,26 +209,72 @@ pub fn parse(input: &[u8]) -> Result<Element, XmlError> {
                 if root.is_some() {
                     return Err(XmlError::new("malformed XML: more than one root element"));
                 }
-                if stack.len() >= MAX_DEPTH {
-                    return Err(XmlError::new(format!("elements nested deeper than {MAX_DEPTH} levels")));
+                if stack.len() >= limits.depth {
+                    return Err(XmlError::new(format!(
+                        "elements nested deeper than {} levels",
+                        limits.depth
+                    )));
+                }
+                elements += 1;
+                if elements > limits.elements {
+                    return Err(XmlError::new(format!(
+                        "the document has more than {} elements",
+                        limits.elements
+                    )));
+                }
+                // Count before resolving anything: the raw walk is linear,
+                // and everything after it is bounded by the counts.
+                let mut raw = Vec::new();
+                for a in e.attributes().with_checks(false) {
+                    let a = a.map_err(|e| XmlError::new(format!("malformed attribute: {e}")))?;
+                    if raw.len() == limits.attributes {
+                        return Err(XmlError::new(format!(
+                            "an element has more than {} attributes",
+                            limits.attributes
+                        )));
+                    }
+                    if a.key.as_namespace_binding().is_some() {
+                        namespaces += 1;
+                        if namespaces > limits.namespaces {
+                            return Err(XmlError::new(format!(
+                                "the document declares more than {} namespaces",
+                                limits.namespaces
+                            )));
+                        }
+                    }
+                    raw.push(a);
+                }
+                for (i, a) in raw.iter().enumerate() {
+                    if raw[..i].iter().any(|b| b.key == a.key) {
+                        return Err(XmlError::new(format!(
+                            "malformed XML: duplicate attribute '{}'",
+                            String::from_utf8_lossy(a.key.as_ref())
+                        )));
+                    }
                 }
                 let (r, local) = reader.resolve_element(e.name());
                 let name = resolved(r, local.as_ref(), "element")?;
-                let mut attrs = Vec::new();
+                let mut attrs: Vec<Attr> = Vec::new();
                 let mut xsi_type_raw = None;
-                for a in e.attributes() {
-                    let a = a.map_err(|e| XmlError::new(format!("malformed attribute: {e}")))?;
+                for a in raw {
                     let key = a.key;
                     if key.as_namespace_binding().is_some() {
                         continue;
                     }
                     let (r, local) = reader.resolve_attribute(key);
                     let aname = resolved(r, local.as_ref(), "attribute")?;
+                    if attrs.iter().any(|b| b.name == aname) {
+                        return Err(XmlError::new(format!(
+                            "malformed XML: attribute '{}' appears twice (through two prefixes)",
+                            aname.local
+                        )));
+                    }
                     let value = a
                         .unescape_value()
                         .map_err(|e| XmlError::new(format!("attribute '{}': {e}", aname.local)))?
                         .into_owned();
-                    if aname.is("http://www.w3.org/2001/XMLSchema-instance", "type") {
+                    let value = checked(value, "an attribute")?;
+                    if aname.is(XSI, "type") {
                         xsi_type_raw = Some(value.clone());
                     }
                     attrs.push(Attr { name: aname, value });
@@ -167,18 +308,17 @@ pub fn parse(input: &[u8]) -> Result<Element, XmlError> {
                 let text = t
                     .unescape()
                     .map_err(|e| XmlError::new(format!("malformed text: {e}")))?;
-                match stack.last_mut() {
-                    Some(top) => top.text.push_str(&text),
-                    None if text.trim().is_empty() => {}
-                    None => return Err(XmlError::new("malformed XML: text outside the root element")),
+                if let Some(c) = forbidden_char(&text) {
+                    return Err(XmlError::new(format!(
+                        "malformed XML: text holds the character U+{:04X}, which XML does not allow",
+                        c as u32
+                    )));
                 }
+                push_text(&mut stack, &text, limits, "text")?;
             }
             Event::CData(c) => {
                 let text = std::str::from_utf8(&c).map_err(|_| XmlError::new("CDATA is not UTF-8"))?;
-                match stack.last_mut() {
-                    Some(top) => top.text.push_str(text),
-                    None => return Err(XmlError::new("malformed XML: CDATA outside the root element")),
-                }
+                push_text(&mut stack, text, limits, "CDATA")?;
             }
             Event::Empty(_) => unreachable!("expand_empty_elements is on"),
             Event::Eof => break,
@@ -221,5 +361,64 @@ mod tests {
         assert!(parse(b"<p:a/>").is_err());
         let deep = "<a>".repeat(100) + &"</a>".repeat(100);
         assert!(parse(deep.as_bytes()).is_err());
+    }
+
+    fn attrs_doc(n: usize, prefix: &str) -> String {
+        let mut d = String::from("<r");
+        for i in 0..n {
+            d.push_str(&format!(" {prefix}{i}=\"u{i}\""));
+        }
+        d.push_str("/>");
+        d
+    }
+
+    /// 100,000 attributes on one element took ~28 s (a duplicate check of
+    /// each attribute against all earlier ones): refused at the limit now.
+    #[test]
+    fn refuses_many_attributes_and_namespace_declarations() {
+        let e = parse(attrs_doc(100_000, "a").as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("more than 64 attributes"), "{e}");
+        let e = parse(attrs_doc(100_000, "xmlns:p").as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("more than 64 attributes"), "{e}");
+        assert!(parse(attrs_doc(64, "a").as_bytes()).is_ok());
+        // Declarations spread over elements count for the whole document.
+        let nested: String = (0..300)
+            .map(|i| format!("<e xmlns:p{i}=\"urn:{i}\">"))
+            .collect::<String>()
+            + &"</e>".repeat(300);
+        let limits = Limits {
+            depth: 1000,
+            ..Limits::REQUEST
+        };
+        let e = parse_with(nested.as_bytes(), &limits).unwrap_err();
+        assert!(e.to_string().contains("more than 256 namespaces"), "{e}");
+    }
+
+    #[test]
+    fn request_limits_bound_elements_and_text() {
+        let many = format!("<r>{}</r>", "<a/>".repeat(10_000));
+        let e = parse_with(many.as_bytes(), &Limits::REQUEST).unwrap_err();
+        assert!(e.to_string().contains("more than 10000 elements"), "{e}");
+        assert!(parse(many.as_bytes()).is_ok());
+        let long = format!("<r>{}<![CDATA[x]]></r>", "x".repeat(256 * 1024));
+        let e = parse_with(long.as_bytes(), &Limits::REQUEST).unwrap_err();
+        assert!(e.to_string().contains("exceeds 262144 bytes"), "{e}");
+    }
+
+    #[test]
+    fn refuses_control_characters_and_duplicate_attributes() {
+        for doc in [
+            &b"<a>x\0y</a>"[..],
+            b"<a\0/>",
+            b"<a b='\x01'/>",
+            b"<a>&#1;</a>",
+            b"<a b='&#x1F;'/>",
+            b"<a>&#xFFFF;</a>",
+            b"<a b='1' b='2'/>",
+            b"<a xmlns:p='urn:x' xmlns:q='urn:x' p:b='1' q:b='2'/>",
+        ] {
+            assert!(parse(doc).is_err(), "{}", String::from_utf8_lossy(doc));
+        }
+        assert!(parse(b"<a>\t&#10;\r\n&#9;</a>").is_ok());
     }
 }

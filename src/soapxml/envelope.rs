@@ -1,7 +1,7 @@
 //! SOAP 1.1 and 1.2 envelopes: reading a request, writing a response or a
 //! fault in the version the request used, and WS-Security UsernameToken.
 
-use super::dom::{self, Element};
+use super::dom::{self, Element, Limits};
 use super::write::escape_into;
 use super::{XmlError, SOAP11_ENV, SOAP12_ENV, WSSE};
 
@@ -49,11 +49,18 @@ pub struct Envelope {
     pub body_rest: Vec<Element>,
 }
 
+/// Reads an envelope within [`Limits::DOCUMENT`] (documents of any size
+/// this server wrote); requests are read with [`parse_envelope_with`].
 pub fn parse_envelope(input: &[u8]) -> Result<Envelope, XmlError> {
+    parse_envelope_with(input, &Limits::DOCUMENT)
+}
+
+/// Reads an envelope, refusing it as soon as it passes one of `limits`.
+pub fn parse_envelope_with(input: &[u8], limits: &Limits) -> Result<Envelope, XmlError> {
     if input.iter().all(u8::is_ascii_whitespace) {
         return Err(XmlError::new("empty request: send a SOAP envelope"));
     }
-    let root = dom::parse(input)?;
+    let root = dom::parse_with(input, limits)?;
     let version = if root.name.is(SOAP11_ENV, "Envelope") {
         SoapVersion::V11
     } else if root.name.is(SOAP12_ENV, "Envelope") {
@@ -66,15 +73,24 @@ pub fn parse_envelope(input: &[u8]) -> Result<Envelope, XmlError> {
         )));
     };
     let ns = version.envelope_ns();
-    let mut header = Vec::new();
+    let mut header = None;
     let mut body = None;
     for c in root.children {
         if c.name.is(ns, "Header") {
-            header = c.children;
+            if header.is_some() || body.is_some() {
+                return Err(XmlError::new(
+                    "the SOAP envelope has a second Header, or a Header after the Body",
+                ));
+            }
+            header = Some(c.children);
         } else if c.name.is(ns, "Body") {
+            if body.is_some() {
+                return Err(XmlError::new("the SOAP envelope has more than one Body"));
+            }
             body = Some(c);
         }
     }
+    let header = header.unwrap_or_default();
     let body = body.ok_or_else(|| XmlError::new("the SOAP envelope has no Body"))?;
     let mut children = body.children.into_iter();
     let op = children
@@ -114,12 +130,22 @@ pub fn is_security(h: &Element) -> bool {
 /// WS-Security UsernameToken (PasswordText) from the header, if present:
 /// `Ok(Some((user, password)))`; a digest password is refused.
 pub fn username_token(env: &Envelope) -> Result<Option<(String, String)>, XmlError> {
-    let Some(sec) = env.header.iter().find(|h| is_security(h)) else {
+    let mut tokens = env
+        .header
+        .iter()
+        .filter(|h| is_security(h))
+        .flat_map(|sec| sec.children.iter().filter(|c| c.local() == "UsernameToken"));
+    let Some(tok) = tokens.next() else {
         return Ok(None);
     };
-    let Some(tok) = sec.child("UsernameToken") else {
-        return Ok(None);
-    };
+    if tokens.next().is_some() {
+        return Err(XmlError::new(
+            "more than one UsernameToken: send one set of credentials",
+        ));
+    }
+    if tok.children.iter().filter(|c| c.local() == "Password").count() > 1 {
+        return Err(XmlError::new("the UsernameToken has more than one Password"));
+    }
     let user = tok
         .child("Username")
         .map(|u| u.trimmed().to_string())

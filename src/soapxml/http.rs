@@ -2,27 +2,95 @@
 //! responses and faults with the right status and media type, serving a
 //! WSDL with this server's address.
 
+use std::sync::Arc;
+
 use actix_web::http::{header, StatusCode};
 use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
+use tokio::sync::Semaphore;
 
+use super::dom::Limits;
 use super::envelope::{self, Envelope, FaultCode, SoapVersion};
 use super::write::escape;
-use crate::body::{content_type, read_limited};
+use crate::body::{content_type, Bodies, BodyError};
 
-/// Reads and parses a request envelope of at most `limit` bytes. `Err`
-/// holds the version to answer in (from the Content-Type, as the document
-/// could not say) and the message of a Client fault.
-pub async fn read_envelope(
-    req: &HttpRequest,
-    payload: web::Payload,
+/// Reads request envelopes: bodies up to `limit` bytes, parsed within
+/// [`Limits::REQUEST`] on the blocking pool (never on the threads that
+/// answer other requests), at most `parsers` at once.
+#[derive(Clone)]
+pub struct EnvelopeReader {
     limit: usize,
-) -> Result<Envelope, (SoapVersion, String)> {
-    let fallback = SoapVersion::from_content_type(content_type(req));
-    let bytes = read_limited(req, payload, limit)
-        .await
-        .map_err(|e| (fallback, e.to_string()))?;
-    envelope::parse_envelope(&bytes).map_err(|e| (fallback, e.to_string()))
+    bodies: Bodies,
+    parsers: Arc<Semaphore>,
+}
+
+/// Why a request envelope was not read: the version to answer in (from
+/// the Content-Type, as the document could not say), the message of a
+/// Client fault, and the status when it is not the face's usual one.
+#[derive(Debug)]
+pub struct ReadError {
+    pub version: SoapVersion,
+    pub message: String,
+    status: Option<StatusCode>,
+}
+
+impl ReadError {
+    /// The fault to answer: `usual` builds it for a malformed document;
+    /// a body too large, too slow or refused under load has its own status
+    /// (413, 408, 503 with Retry-After), and closes the connection.
+    pub fn respond(self, usual: impl FnOnce(SoapVersion, &str) -> HttpResponse) -> HttpResponse {
+        let Some(status) = self.status else {
+            return usual(self.version, &self.message);
+        };
+        let mut r = HttpResponse::build(status);
+        r.insert_header((header::CONTENT_TYPE, self.version.content_type()));
+        // The rest of the body is not drained: the connection is closed.
+        r.force_close();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            r.insert_header((header::RETRY_AFTER, "1"));
+        }
+        r.body(envelope::fault(self.version, FaultCode::Client, &self.message))
+    }
+}
+
+impl EnvelopeReader {
+    pub fn new(limit: usize, bodies: Bodies, parsers: usize) -> Self {
+        EnvelopeReader {
+            limit,
+            bodies,
+            parsers: Arc::new(Semaphore::new(parsers.max(1))),
+        }
+    }
+
+    /// Reads and parses a request envelope.
+    pub async fn read(&self, req: &HttpRequest, payload: web::Payload) -> Result<Envelope, ReadError> {
+        let version = SoapVersion::from_content_type(content_type(req));
+        let fail = |status, message: String| ReadError {
+            version,
+            message,
+            status,
+        };
+        let body = self.bodies.read(req, payload, self.limit).await.map_err(|e| {
+            let status = match e {
+                BodyError::TooLarge(_) => Some(StatusCode::PAYLOAD_TOO_LARGE),
+                BodyError::TimedOut(_) => Some(StatusCode::REQUEST_TIMEOUT),
+                BodyError::Busy => Some(StatusCode::SERVICE_UNAVAILABLE),
+                BodyError::Unreadable(_) => None,
+            };
+            fail(status, e.to_string())
+        })?;
+        let busy = || {
+            fail(
+                Some(StatusCode::SERVICE_UNAVAILABLE),
+                "the server is busy; retry shortly".into(),
+            )
+        };
+        let _permit = self.parsers.acquire().await.map_err(|_| busy())?;
+        web::block(move || envelope::parse_envelope_with(&body, &Limits::REQUEST))
+            .await
+            .map_err(|_| busy())?
+            .map_err(|e| fail(None, e.to_string()))
+    }
 }
 
 pub fn respond(version: SoapVersion, status: StatusCode, body: String) -> HttpResponse {

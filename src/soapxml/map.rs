@@ -4,6 +4,8 @@
 //! arrays. This is what PHP's SoapClient turns into associative arrays.
 
 use std::borrow::Cow;
+use std::cell::Cell;
+use std::collections::HashMap;
 
 use super::dom::Element;
 use super::write::escape_into;
@@ -59,32 +61,68 @@ fn is_enc(ns: Option<&str>) -> bool {
     matches!(ns, Some(SOAP11_ENC | SOAP12_ENC))
 }
 
-/// Decodes an element holding a value (a map, an array, a scalar).
+/// Decodes an element holding a value (a map, an array, a scalar) of a
+/// document this server wrote (a response of any size: no budget).
 pub fn decode(el: &Element) -> Result<MapValue, String> {
-    decode_in(el, &[])
+    decode_with(el, &[], usize::MAX)
 }
+
+/// Most work one decode may do, in bytes of output: each value visited
+/// (map item, array element, scalar, reference followed) costs
+/// [`VALUE_COST`] plus the length of its text. References may share
+/// targets, so without a budget a few kilobytes of multiRefs could unfold
+/// into billions of values or copies of one long text.
+pub const MAX_DECODED_BYTES: usize = 1024 * 1024;
+/// What one value costs against [`MAX_DECODED_BYTES`].
+pub const VALUE_COST: usize = 32;
 
 /// Decodes a value whose parts may be SOAP-encoded references
 /// (`href="#id0"`) to the multi-reference elements `refs` (the Body's
 /// other elements, as Axis 1 clients send them).
+/// Used for requests: at most [`MAX_DECODED_BYTES`] of work.
 pub fn decode_in(el: &Element, refs: &[Element]) -> Result<MapValue, String> {
-    Decoder { refs }.at(el, 0)
+    decode_with(el, refs, MAX_DECODED_BYTES)
+}
+
+fn decode_with(el: &Element, refs: &[Element], budget: usize) -> Result<MapValue, String> {
+    let mut ids = HashMap::with_capacity(refs.len());
+    for r in refs {
+        if let Some(id) = r.attr(None, "id") {
+            ids.entry(id).or_insert(r);
+        }
+    }
+    Decoder {
+        ids,
+        budget: Cell::new(budget),
+    }
+    .at(el, 0)
 }
 
 struct Decoder<'r> {
-    refs: &'r [Element],
+    ids: HashMap<&'r str, &'r Element>,
+    /// Work still allowed (see [`MAX_DECODED_BYTES`]).
+    budget: Cell<usize>,
 }
 
-impl Decoder<'_> {
-    fn at(&self, el: &Element, depth: usize) -> Result<MapValue, String> {
+impl<'r> Decoder<'r> {
+    fn at(&self, el: &'r Element, depth: usize) -> Result<MapValue, String> {
         if depth > 32 {
             return Err("values nested too deeply (or a reference cycle)".into());
         }
+        match self.budget.get().checked_sub(VALUE_COST + el.text.len()) {
+            Some(left) => self.budget.set(left),
+            None => {
+                return Err(format!(
+                    "the values of '{}' decode to more than {MAX_DECODED_BYTES} bytes",
+                    el.local()
+                ))
+            }
+        }
         if let Some(target) = el.attr(None, "href").and_then(|h| h.strip_prefix('#')) {
             let found = self
-                .refs
-                .iter()
-                .find(|r| r.attr(None, "id") == Some(target))
+                .ids
+                .get(target)
+                .copied()
                 .ok_or_else(|| format!("'{}' refers to '#{target}', which is not in the message", el.local()))?;
             return self.at(found, depth + 1);
         }
@@ -92,7 +130,7 @@ impl Decoder<'_> {
     }
 }
 
-fn decode_at(d: &Decoder<'_>, el: &Element, depth: usize) -> Result<MapValue, String> {
+fn decode_at<'r>(d: &Decoder<'r>, el: &'r Element, depth: usize) -> Result<MapValue, String> {
     if el.is_nil() {
         return Ok(MapValue::Nil);
     }
@@ -153,7 +191,7 @@ fn decode_at(d: &Decoder<'_>, el: &Element, depth: usize) -> Result<MapValue, St
     Ok(MapValue::Map(items))
 }
 
-fn decode_map(d: &Decoder<'_>, el: &Element, depth: usize) -> Result<MapValue, String> {
+fn decode_map<'r>(d: &Decoder<'r>, el: &'r Element, depth: usize) -> Result<MapValue, String> {
     let mut items = Vec::with_capacity(el.children.len());
     for item in &el.children {
         let key = item
@@ -175,7 +213,7 @@ fn decode_map(d: &Decoder<'_>, el: &Element, depth: usize) -> Result<MapValue, S
     Ok(MapValue::Map(items))
 }
 
-fn decode_array(d: &Decoder<'_>, el: &Element, depth: usize) -> Result<MapValue, String> {
+fn decode_array<'r>(d: &Decoder<'r>, el: &'r Element, depth: usize) -> Result<MapValue, String> {
     el.children
         .iter()
         .map(|c| d.at(c, depth + 1))
@@ -371,10 +409,28 @@ mod tests {
         let data = &b.children[0].children[0];
         let v = decode_in(data, &b.children[1..]).unwrap();
         assert_eq!(v, MapValue::map(vec![("k", MapValue::str("k"))]));
-        assert!(decode(data).is_err(), "a dangling reference");
+        assert!(decode_in(data, &[]).is_err(), "a dangling reference");
         assert!(decode_in(&b.children[3], &b.children[1..]).is_err(), "a cycle");
         let bad = br#"<p xmlns:x="http://www.w3.org/2001/XMLSchema-instance" xmlns:s="http://www.w3.org/2001/XMLSchema"
             x:type="s:int">12x</p>"#;
         assert!(decode(&dom::parse(bad).unwrap()).is_err());
+    }
+
+    /// multiRef i holds two references to multiRef i+1: 14 levels (within
+    /// the depth limit) unfold into 2^14 copies of a 10 KB text, 160 MB from
+    /// a 12 KB message, unless the decoder's budget stops it.
+    #[test]
+    fn shared_references_cannot_multiply_work() {
+        let mut doc = String::from(r##"<b><op><data href="#r0"/></op>"##);
+        for i in 0..14 {
+            doc.push_str(&format!(
+                r##"<multiRef id="r{i}"><x href="#r{n}"/><x href="#r{n}"/></multiRef>"##,
+                n = i + 1
+            ));
+        }
+        doc.push_str(&format!(r#"<multiRef id="r14">{}</multiRef></b>"#, "t".repeat(10_000)));
+        let b = dom::parse(doc.as_bytes()).unwrap();
+        let e = decode_in(&b.children[0].children[0], &b.children[1..]).unwrap_err();
+        assert!(e.contains("decode to more than"), "{e}");
     }
 }

@@ -1,7 +1,7 @@
 //! Embedded migrations, one set per backend, run at start and by
 //! `eventd migrate`. On PostgreSQL an advisory lock makes several nodes that
 //! start at once run them one after the other (the later ones find nothing
-//! left to do).
+//! left to do); on SQLite an immediate transaction does the same.
 
 use diesel::connection::SimpleConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -26,9 +26,11 @@ impl Store {
                 c.batch_execute(&format!("SELECT pg_advisory_unlock({LOCK_KEY})"))?;
                 result
             }
+            // One write transaction around the whole run: processes that
+            // start at once wait on the write lock (busy timeout), then find
+            // the migrations applied (each one runs in a savepoint).
             DbConn::Sqlite(c) => {
-                c.batch_execute("BEGIN IMMEDIATE; COMMIT;")?;
-                c.run_pending_migrations(SQLITE).map(|v| v.len()).map_err(mig)
+                c.immediate_transaction(|c| c.run_pending_migrations(SQLITE).map(|v| v.len()).map_err(mig))
             }
         }
     }

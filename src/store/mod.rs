@@ -5,13 +5,24 @@
 //! queue claim, see `queue.rs`).
 
 pub mod accounts;
+pub mod activity;
+mod bulk;
 pub mod events;
+pub mod failure;
+pub mod group;
+pub mod leases;
+pub mod listen;
 pub mod migrate;
 pub mod paint_contexts;
+pub mod payloads;
 pub mod push;
+pub mod push_totals;
 pub mod queue;
+mod queue_rows;
+pub mod queue_status;
 pub mod retention;
 pub mod schema;
+pub mod secrets;
 pub mod triggers;
 
 use std::time::Duration;
@@ -60,7 +71,13 @@ impl Backend {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
-    Db(#[from] diesel::result::Error),
+    Db(diesel::result::Error),
+    /// The connection was lost or refused (see [`failure`]).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Out of space: the database's own error, or a storage watermark.
+    #[error("storage full: {0}")]
+    StorageFull(String),
     #[error("database unavailable: {0}")]
     Pool(#[from] r2d2::PoolError),
     #[error("cannot connect to the database: {0}")]
@@ -73,7 +90,29 @@ pub enum StoreError {
     Conflict(String),
 }
 
+impl From<diesel::result::Error> for StoreError {
+    fn from(e: diesel::result::Error) -> Self {
+        if failure::is_connection_lost(&e) {
+            failure::note_unreachable();
+            StoreError::Unavailable(e.to_string())
+        } else if failure::is_out_of_space(&e) {
+            tracing::warn!(error = %e, "the database is out of space");
+            StoreError::StorageFull(e.to_string())
+        } else {
+            StoreError::Db(e)
+        }
+    }
+}
+
 impl StoreError {
+    /// The database cannot be reached now (503 with `Retry-After`).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Pool(_) | StoreError::Connect(_) | StoreError::Unavailable(_)
+        )
+    }
+
     pub fn is_unique_violation(&self) -> bool {
         matches!(
             self,
@@ -132,7 +171,12 @@ impl ManageConnection for Manager {
         }
     }
 
+    /// Checked at every checkout, but only costs a round trip while
+    /// connections are suspect (a connection failed in the last seconds).
     fn is_valid(&self, conn: &mut DbConn) -> Result<(), r2d2::Error> {
+        if !failure::suspect() {
+            return Ok(());
+        }
         diesel::connection::SimpleConnection::batch_execute(conn, "SELECT 1").map_err(r2d2::Error::QueryError)
     }
 
@@ -155,6 +199,8 @@ pub type Conn = PooledConnection<Manager>;
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
+    /// What connections are opened with (the queue listener opens its own).
+    conninfo: String,
     read: Pool<Manager>,
     write: Pool<Manager>,
 }
@@ -180,7 +226,8 @@ impl Store {
                 .max_size(size.max(1))
                 .min_idle(Some(1))
                 .connection_timeout(Duration::from_secs(30))
-                .test_on_check_out(false)
+                .test_on_check_out(true)
+                .error_handler(Box::new(ConnectFailures))
                 .build(manager.clone())
                 .map_err(|e| StoreError::Connect(e.to_string()))
         };
@@ -189,7 +236,12 @@ impl Store {
             Backend::Sqlite => build(1)?,
             Backend::Postgres => read.clone(),
         };
-        Ok(Store { backend, read, write })
+        Ok(Store {
+            backend,
+            conninfo: manager.url.clone(),
+            read,
+            write,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -197,11 +249,11 @@ impl Store {
     }
 
     pub fn reader(&self) -> StoreResult<Conn> {
-        Ok(self.read.get()?)
+        checkout(&self.read)
     }
 
     pub fn writer(&self) -> StoreResult<Conn> {
-        Ok(self.write.get()?)
+        checkout(&self.write)
     }
 
     /// Runs `f` in a write transaction and commits it if `f` succeeds.
@@ -234,10 +286,27 @@ impl Store {
         f(&mut pooled)
     }
 
-    /// Pool use, for /metrics: (connections, idle connections).
-    pub fn pool_state(&self) -> (u32, u32) {
+    /// Pool use, for /metrics: (connections, idle connections, most allowed).
+    pub fn pool_state(&self) -> (u32, u32, u32) {
         let s = self.read.state();
-        (s.connections, s.idle_connections)
+        (s.connections, s.idle_connections, self.read.max_size())
+    }
+
+    /// PostgreSQL: the size of the database on disk (`pg_database_size`), for
+    /// `--max-db-size`; SQLite answers `None` (its files are measured).
+    pub fn database_size(&self) -> StoreResult<Option<u64>> {
+        #[derive(QueryableByName)]
+        struct Size {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            bytes: i64,
+        }
+        if self.backend == Backend::Sqlite {
+            return Ok(None);
+        }
+        let mut c = self.reader()?;
+        let DbConn::Pg(pg) = &mut *c else { return Ok(None) };
+        let s: Size = diesel::sql_query("SELECT pg_database_size(current_database()) AS bytes").get_result(pg)?;
+        Ok(Some(s.bytes.max(0) as u64))
     }
 
     /// A cheap round trip, for /readyz.
@@ -246,6 +315,43 @@ impl Store {
         diesel::connection::SimpleConnection::batch_execute(&mut *c, "SELECT 1")?;
         Ok(())
     }
+}
+
+/// A connection: within the pool's timeout, or briefly while connections
+/// are suspect (the database just failed: answer 503 soon, not in 30 s).
+fn checkout(pool: &Pool<Manager>) -> StoreResult<Conn> {
+    let got = if failure::suspect() {
+        pool.get_timeout(failure::SUSPECT_CHECKOUT)
+    } else {
+        pool.get()
+    };
+    got.map_err(|e| {
+        failure::note_unreachable();
+        StoreError::Pool(e)
+    })
+}
+
+/// Failures to open a connection make the others suspect (and are logged).
+#[derive(Debug)]
+struct ConnectFailures;
+
+impl r2d2::HandleError<r2d2::Error> for ConnectFailures {
+    fn handle_error(&self, error: r2d2::Error) {
+        failure::note_unreachable();
+        tracing::warn!(%error, "database connection failed");
+    }
+}
+
+/// Worker bookkeeping (claims, results) need not wait for the WAL flush on
+/// PostgreSQL: a crash loses at most the last moments of it, which only
+/// means a lease that did not happen (the rows are claimable) or a delivery
+/// sent again (at-least-once, as for any webhook). Events themselves are
+/// always committed durably at ingest.
+pub(crate) fn relaxed_commit(conn: &mut DbConn) -> StoreResult<()> {
+    if let DbConn::Pg(c) = conn {
+        diesel::sql_query("SET LOCAL synchronous_commit = off").execute(c)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

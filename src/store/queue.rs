@@ -3,16 +3,25 @@
 //! Design (see docs/ARCHITECTURE.md): a queued event is one row of
 //! `pull_queue`, inserted at ingest and deleted when its batch is marked
 //! read; it is never updated. A batch is one row of `batches` that lists
-//! its events' seqs and carries the lease. An event is available when no
-//! open, unexpired batch lists it, so an expired batch's events return to
-//! the queue without any sweeper and a release is a change of one row.
-//! Claims of one account are serialised (PostgreSQL: an advisory lock;
-//! SQLite: the single writer), which keeps batches disjoint.
+//! its events' seqs, the seq ranges it leases (`leases.rs`) and carries the
+//! lease. An event is available when no open, unexpired batch leases it, so
+//! an expired batch's events return to the queue without any sweeper and a
+//! release is a change of one row. Claims of one account are serialised
+//! (PostgreSQL: an advisory lock; SQLite: the single writer), which keeps
+//! batches disjoint. `queue_depth` counts the rows per trigger (see
+//! `queue_status.rs`).
+
+use std::collections::BTreeMap;
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::sql_types::{BigInt, Text};
 
-use super::schema::{batches, pull_queue};
+use super::leases::{self, Mask, Piece, Segment};
+use super::payloads;
+use super::queue_rows::{open_pieces, seq_in, BatchRow, SeqTrigger, OPEN};
+use super::queue_status::adjust_depth;
+pub use super::queue_status::{OpenBatch, QueueStatus, TriggerDepth};
+use super::schema::batches;
 use super::{DbConn, Store, StoreError, StoreResult};
 use crate::domain::time::now_ms;
 use crate::domain::Trigger;
@@ -45,29 +54,14 @@ pub struct Batch {
     pub fresh: bool,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = batches)]
-struct BatchRow {
-    id: String,
-    consumer: String,
-    state: String,
-    expires_at: i64,
-    event_count: i64,
-    seqs: String,
-}
-
-impl BatchRow {
-    fn members(&self) -> Vec<i64> {
-        serde_json::from_str(&self.seqs).unwrap_or_default()
-    }
-}
-
 #[derive(QueryableByName)]
 struct Claimed {
     #[diesel(sql_type = BigInt)]
     seq: i64,
     #[diesel(sql_type = Text)]
-    payload: String,
+    trigger: String,
+    #[diesel(sql_type = Text)]
+    event_id: String,
 }
 
 #[derive(QueryableByName)]
@@ -76,79 +70,108 @@ struct Count {
     n: i64,
 }
 
-#[derive(QueryableByName)]
-struct TriggerCount {
-    #[diesel(sql_type = Text)]
-    trigger: String,
-    #[diesel(sql_type = BigInt)]
-    total: i64,
-    #[diesel(sql_type = BigInt)]
-    leased: i64,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    oldest: Option<i64>,
-}
-
-const OPEN: &str = "open";
 const READ: &str = "read";
 const RELEASED: &str = "released";
 /// A batch whose lease ran out before it was closed (set by maintenance;
 /// handled exactly like an open batch past its lease).
 const EXPIRED: &str = "expired";
 
-/// SQL yielding the seqs listed by the account's open, unexpired batches.
-/// Only integers are spliced into queue SQL; client strings are bound.
-pub(super) fn leased_sql(conn: &DbConn, account_id: i64, now: i64) -> String {
-    match conn {
-        DbConn::Pg(_) => format!(
-            "SELECT jsonb_array_elements_text(seqs::jsonb)::bigint FROM batches \
-             WHERE account_id = {account_id} AND state = 'open' AND expires_at > {now}"
-        ),
-        DbConn::Sqlite(_) => format!(
-            "SELECT j.value FROM batches b, json_each(b.seqs) j \
-             WHERE b.account_id = {account_id} AND b.state = 'open' AND b.expires_at > {now}"
-        ),
-    }
-}
-
-/// SQL condition "seq is one of these". The range bound keeps the index
-/// scan to the members' span: with `= ANY` alone PostgreSQL 15 walked far
-/// more of a 6M-row index (a 10,000-row mark-read took 1.0-1.4 s; 6 ms with
-/// the bound).
-fn seq_in(conn: &DbConn, seqs: &[i64]) -> String {
-    let list = seqs.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-    let (lo, hi) = (
-        seqs.iter().min().copied().unwrap_or(0),
-        seqs.iter().max().copied().unwrap_or(-1),
+/// Sub-selects on the account's rows in one segment, each ordered by seq and
+/// limited to `limit`: one over the primary key, or one per trigger over
+/// `(account_id, trigger, seq)` when few triggers are allowed, so events of
+/// other triggers are never walked past.
+fn segment_selects(account_id: i64, seg: &Segment, cols: &str, limit: i64) -> Vec<String> {
+    let base = format!(
+        "SELECT {cols} FROM pull_queue WHERE account_id = {account_id} AND seq BETWEEN {} AND {}",
+        seg.lo, seg.hi
     );
-    match conn {
-        DbConn::Pg(_) => format!("seq BETWEEN {lo} AND {hi} AND seq = ANY('{{{list}}}'::bigint[])"),
-        DbConn::Sqlite(_) => format!("seq BETWEEN {lo} AND {hi} AND seq IN ({list})"),
+    let allowed: Vec<Trigger> = leases::triggers_in(seg.allowed).collect();
+    if seg.allowed == leases::ALL {
+        vec![format!("{base} ORDER BY seq LIMIT {limit}")]
+    } else if allowed.len() <= PER_TRIGGER_MAX {
+        allowed
+            .iter()
+            .map(|t| format!("{base} AND trigger = '{}' ORDER BY seq LIMIT {limit}", t.as_str()))
+            .collect()
+    } else {
+        let list: Vec<String> = allowed.iter().map(|t| format!("'{}'", t.as_str())).collect();
+        vec![format!(
+            "{base} AND trigger IN ({}) ORDER BY seq LIMIT {limit}",
+            list.join(",")
+        )]
     }
 }
 
-/// SQL condition: the account's events (of some triggers) that no open batch holds.
-fn available(conn: &DbConn, account_id: i64, now: i64, triggers: &Option<Vec<Trigger>>) -> String {
-    let mut sql = format!("account_id = {account_id}");
-    if let Some(ts) = triggers {
-        let list: Vec<String> = ts.iter().map(|t| format!("'{}'", t.as_str())).collect();
-        sql.push_str(&format!(" AND trigger IN ({})", list.join(",")));
+/// Up to this many allowed triggers are read one index range each.
+const PER_TRIGGER_MAX: usize = 3;
+
+/// One statement: the first `limit` rows of a segment in seq order.
+fn segment_sql(account_id: i64, seg: &Segment, cols: &str, limit: i64) -> String {
+    let parts = segment_selects(account_id, seg, cols, limit);
+    if parts.len() == 1 {
+        return parts.into_iter().next().unwrap_or_default();
     }
-    sql.push_str(&format!(" AND seq NOT IN ({})", leased_sql(conn, account_id, now)));
-    sql
+    let union: Vec<String> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("SELECT {cols} FROM ({p}) t{i}"))
+        .collect();
+    format!("{} ORDER BY seq LIMIT {limit}", union.join(" UNION ALL "))
 }
 
-fn count(conn: &mut DbConn, sql: &str) -> QueryResult<i64> {
+/// Available events of `wanted` after seq `after`, counted up to `cap`.
+fn count_available(
+    conn: &mut DbConn,
+    account_id: i64,
+    pieces: &[Piece],
+    wanted: Mask,
+    after: i64,
+    cap: i64,
+) -> QueryResult<i64> {
+    let mut n = 0;
+    for seg in leases::segments(pieces, wanted, after.saturating_add(1)) {
+        if n >= cap {
+            break;
+        }
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM ({}) c",
+            segment_sql(account_id, &seg, "seq", cap - n)
+        );
+        n += count(conn, &sql)?;
+    }
+    Ok(n.min(cap))
+}
+
+pub(super) fn count(conn: &mut DbConn, sql: &str) -> QueryResult<i64> {
     let rows: Vec<Count> = on_conn!(conn, |c| diesel::sql_query(sql).load(c))?;
     Ok(rows.first().map(|r| r.n).unwrap_or(0))
 }
 
-fn load_payloads(conn: &mut DbConn, sql: &str) -> QueryResult<Vec<Claimed>> {
+fn load_claimed(conn: &mut DbConn, sql: &str) -> QueryResult<Vec<Claimed>> {
     on_conn!(conn, |c| diesel::sql_query(sql).load(c))
+}
+
+/// The claimed events' stored JSON from the history, in seq order.
+fn payloads_of(conn: &mut DbConn, account_id: i64, rows: &[Claimed]) -> QueryResult<Vec<String>> {
+    let ids: Vec<&str> = rows.iter().map(|r| r.event_id.as_str()).collect();
+    payloads::in_order(conn, account_id, &ids)
+}
+
+/// The rows matching `cond` (a batch's members), with their triggers.
+fn member_rows(conn: &mut DbConn, cond: &str) -> QueryResult<Vec<SeqTrigger>> {
+    on_conn!(conn, |c| diesel::sql_query(format!(
+        "SELECT seq, trigger FROM pull_queue WHERE {cond}"
+    ))
+    .load(c))
+}
+
+fn to_json(v: &impl serde::Serialize) -> String {
+    serde_json::to_string(v).expect("numbers and strings serialize")
 }
 
 /// Serialises claims of one account across connections and nodes (SQLite
 /// needs nothing: its writes are serialised already).
-fn lock_account(conn: &mut DbConn, account_id: i64) -> QueryResult<()> {
+pub(super) fn lock_account(conn: &mut DbConn, account_id: i64) -> QueryResult<()> {
     if let DbConn::Pg(c) = conn {
         // The two-key form: its key space is separate from the migration lock.
         diesel::sql_query(format!(
@@ -200,64 +223,14 @@ fn close(conn: &mut DbConn, account_id: i64, id: &str, state: &str, n: i64) -> Q
     .execute(c))
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenBatch {
-    pub id: String,
-    pub consumer: String,
-    pub expires_at_ms: i64,
-    pub events: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TriggerDepth {
-    pub trigger: Trigger,
-    /// Waiting to be fetched.
-    pub pending: i64,
-    /// In open (leased) batches.
-    pub in_flight: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueStatus {
-    pub triggers: Vec<TriggerDepth>,
-    /// received_at of the oldest event not in an open batch.
-    pub oldest_pending_ms: Option<i64>,
-    pub open_batches: Vec<OpenBatch>,
-}
-
-impl QueueStatus {
-    /// (pending, in flight) over every trigger.
-    pub fn totals(&self) -> (i64, i64) {
-        self.triggers
-            .iter()
-            .fold((0, 0), |(p, f), d| (p + d.pending, f + d.in_flight))
-    }
-
-    /// How long the oldest pending event has waited at `now_ms`, in seconds.
-    pub fn oldest_pending_age_seconds(&self, now_ms: i64) -> Option<f64> {
-        self.oldest_pending_ms.map(|t| (now_ms - t).max(0) as f64 / 1000.0)
-    }
-}
-
 impl Store {
     /// Claims a batch for a consumer, or returns the consumer's open batch
     /// again. `Ok(None)` when nothing is pending.
     pub fn fetch_batch(&self, account_id: i64, req: &FetchRequest) -> StoreResult<Option<Batch>> {
         let now = now_ms();
+        let wanted = leases::mask_of(&req.triggers);
         self.write(|conn| {
             lock_account(conn, account_id)?;
-            let cond = available(conn, account_id, now, &req.triggers);
-            // Available events after `after` (the batch's last seq: what lies
-            // before it is in this batch or held by others).
-            let remaining = |conn: &mut DbConn, after: i64| {
-                count(
-                    conn,
-                    &format!(
-                        "SELECT COUNT(*) AS n FROM (SELECT 1 FROM pull_queue WHERE {cond} AND seq > {after} \
-                         LIMIT {REMAINING_CAP}) t"
-                    ),
-                )
-            };
             let open: Option<BatchRow> = on_conn!(&mut *conn, |c| batches::table
                 .filter(batches::account_id.eq(account_id))
                 .filter(batches::consumer.eq(&req.consumer))
@@ -267,35 +240,53 @@ impl Store {
                 .order(batches::created_at.desc())
                 .first(c)
                 .optional())?;
+            let pieces = open_pieces(conn, account_id, now, None)?;
             if let Some(b) = open {
                 let sql = format!(
-                    "SELECT seq, payload FROM pull_queue WHERE account_id = {account_id} AND {} ORDER BY seq",
+                    "SELECT seq, trigger, event_id FROM pull_queue WHERE account_id = {account_id} AND {} ORDER BY seq",
                     seq_in(conn, &b.members())
                 );
-                let rows = load_payloads(conn, &sql)?;
+                let rows = load_claimed(conn, &sql)?;
+                let last = rows.last().map_or(0, |r| r.seq);
                 return Ok(Some(Batch {
                     id: b.id,
                     consumer: b.consumer,
                     expires_at_ms: b.expires_at,
-                    remaining: remaining(conn, rows.last().map_or(0, |r| r.seq))?,
-                    payloads: rows.into_iter().map(|r| r.payload).collect(),
+                    remaining: count_available(conn, account_id, &pieces, wanted, last, REMAINING_CAP)?,
+                    payloads: payloads_of(conn, account_id, &rows)?,
                     fresh: false,
                 }));
             }
 
-            let sql = format!(
-                "SELECT seq, payload FROM pull_queue WHERE {cond} ORDER BY seq LIMIT {}",
-                req.size
-            );
-            let rows = load_payloads(conn, &sql)?;
+            // Walk the stretches nobody leases, in seq order, until the batch
+            // is full; each stretch taken from becomes a piece of the batch.
+            let mut rows: Vec<Claimed> = Vec::new();
+            let mut mine: Vec<Piece> = Vec::new();
+            for seg in leases::segments(&pieces, wanted, 0) {
+                let need = req.size - rows.len() as i64;
+                if need <= 0 {
+                    break;
+                }
+                let got = load_claimed(conn, &segment_sql(account_id, &seg, "seq, trigger, event_id", need))?;
+                if let (Some(first), Some(last)) = (got.first(), got.last()) {
+                    mine.push(Piece(first.seq, last.seq, seg.allowed));
+                }
+                rows.extend(got);
+            }
             if rows.is_empty() {
                 return Ok(None);
             }
-            let left = remaining(conn, rows[rows.len() - 1].seq)?;
+            let last = rows[rows.len() - 1].seq;
+            let mut all = pieces;
+            all.extend_from_slice(&mine);
+            let left = count_available(conn, account_id, &all, wanted, last, REMAINING_CAP)?;
             let id = uuid::Uuid::now_v7().to_string();
             let expires_at = now + req.lease_ms;
             let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
-            let members = serde_json::to_string(&seqs).expect("integers serialize");
+            let mut per_trigger: BTreeMap<&str, i64> = BTreeMap::new();
+            for r in &rows {
+                *per_trigger.entry(r.trigger.as_str()).or_default() += 1;
+            }
             on_conn!(&mut *conn, |c| diesel::insert_into(batches::table)
                 .values((
                     batches::account_id.eq(account_id),
@@ -305,28 +296,31 @@ impl Store {
                     batches::created_at.eq(now),
                     batches::expires_at.eq(expires_at),
                     batches::event_count.eq(rows.len() as i64),
-                    batches::seqs.eq(&members),
+                    batches::seqs.eq(to_json(&seqs)),
+                    batches::pieces.eq(Some(to_json(&mine))),
+                    batches::trigger_counts.eq(Some(to_json(&per_trigger))),
                 ))
                 .execute(c))?;
             Ok(Some(Batch {
                 id,
                 consumer: req.consumer.clone(),
                 expires_at_ms: expires_at,
-                payloads: rows.into_iter().map(|r| r.payload).collect(),
+                payloads: payloads_of(conn, account_id, &rows)?,
                 remaining: left,
                 fresh: true,
             }))
         })
     }
 
-    /// Marks a batch read: deletes its events. Idempotent.
-    pub fn mark_read(&self, account_id: i64, batch_id: &str) -> StoreResult<i64> {
+    /// Marks a batch read: deletes its events. Idempotent. Answers how
+    /// many events of each trigger were deleted.
+    pub fn mark_read(&self, account_id: i64, batch_id: &str) -> StoreResult<Vec<(Trigger, i64)>> {
         let now = now_ms();
         self.write(|conn| {
             lock_account(conn, account_id)?;
             let b = find_batch(conn, account_id, batch_id)?;
             match b.state.as_str() {
-                READ => return Ok(0),
+                READ => return Ok(Vec::new()),
                 RELEASED => {
                     return Err(StoreError::Conflict(
                         "the batch was released; its events went back to the queue".into(),
@@ -339,29 +333,36 @@ impl Store {
             if b.expires_at <= now {
                 // Past its lease, its events may have gone to another batch
                 // (open now, or already read and deleted).
-                let still = count(conn, &format!("SELECT COUNT(*) AS n FROM pull_queue WHERE {mine}"))?;
-                let taken = count(
-                    conn,
-                    &format!(
-                        "SELECT COUNT(*) AS n FROM pull_queue WHERE {mine} AND seq IN ({})",
-                        leased_sql(conn, account_id, now)
-                    ),
-                )?;
-                if still < b.event_count || taken > 0 {
+                let still = member_rows(conn, &mine)?;
+                let others = open_pieces(conn, account_id, now, Some(&b.id))?;
+                let taken = still
+                    .iter()
+                    .filter(|r| leases::covered(&others, r.seq, r.mask()))
+                    .count() as i64;
+                if (still.len() as i64) < b.event_count || taken > 0 {
                     return Err(StoreError::Conflict(format!(
                         "the batch's lease expired and {} of its {} events were handed to another batch; \
                          nothing was deleted",
-                        (b.event_count - still + taken).min(b.event_count),
+                        (b.event_count - still.len() as i64 + taken).min(b.event_count),
                         b.event_count
                     )));
                 }
             }
-            let deleted = on_conn!(&mut *conn, |c| diesel::sql_query(format!(
-                "DELETE FROM pull_queue WHERE {mine}"
+            let gone: Vec<SeqTrigger> = on_conn!(&mut *conn, |c| diesel::sql_query(format!(
+                "DELETE FROM pull_queue WHERE {mine} RETURNING seq, trigger"
             ))
-            .execute(c))? as i64;
-            close(conn, account_id, &b.id, READ, deleted)?;
-            Ok(deleted)
+            .load(c))?;
+            let mut per_trigger: BTreeMap<String, i64> = BTreeMap::new();
+            for r in &gone {
+                *per_trigger.entry(r.trigger.clone()).or_default() += 1;
+            }
+            let lower: BTreeMap<&str, i64> = per_trigger.iter().map(|(t, n)| (t.as_str(), -n)).collect();
+            adjust_depth(conn, account_id, &lower)?;
+            close(conn, account_id, &b.id, READ, gone.len() as i64)?;
+            Ok(per_trigger
+                .into_iter()
+                .filter_map(|(t, n)| Some((t.parse::<Trigger>().ok()?, n)))
+                .collect())
         })
     }
 
@@ -380,14 +381,13 @@ impl Store {
             close(conn, account_id, &b.id, RELEASED, 0)?;
             // What is available again now: its events that still exist and
             // that no other batch took after its lease ran out.
-            let released = count(
-                conn,
-                &format!(
-                    "SELECT COUNT(*) AS n FROM pull_queue WHERE account_id = {account_id} AND {} AND seq NOT IN ({})",
-                    seq_in(conn, &members),
-                    leased_sql(conn, account_id, now)
-                ),
-            )?;
+            let mine = format!("account_id = {account_id} AND {}", seq_in(conn, &members));
+            let still = member_rows(conn, &mine)?;
+            let others = open_pieces(conn, account_id, now, Some(&b.id))?;
+            let released = still
+                .iter()
+                .filter(|r| !leases::covered(&others, r.seq, r.mask()))
+                .count() as i64;
             on_conn!(&mut *conn, |c| diesel::update(
                 batches::table
                     .filter(batches::account_id.eq(account_id))
@@ -412,91 +412,5 @@ impl Store {
             .execute(c)?))
         })?;
         Ok(n as u64)
-    }
-
-    /// Server-wide figures for /metrics: (stored pull events, open batches,
-    /// received_at of the oldest event at the head of any account's queue).
-    pub fn queue_totals(&self, now: i64) -> StoreResult<(i64, i64, Option<i64>)> {
-        self.read(|conn| {
-            on_conn!(conn, |c| {
-                let depth: i64 = pull_queue::table.count().get_result(c)?;
-                let open: i64 = batches::table
-                    .filter(batches::state.eq(OPEN))
-                    .filter(batches::expires_at.gt(now))
-                    .count()
-                    .get_result(c)?;
-                let accounts: Vec<i64> = super::schema::accounts::table
-                    .select(super::schema::accounts::id)
-                    .load(c)?;
-                let mut oldest: Option<i64> = None;
-                for a in accounts {
-                    let head: Option<i64> = pull_queue::table
-                        .filter(pull_queue::account_id.eq(a))
-                        .order(pull_queue::seq)
-                        .select(pull_queue::received_at)
-                        .first(c)
-                        .optional()?;
-                    oldest = match (oldest, head) {
-                        (Some(x), Some(y)) => Some(x.min(y)),
-                        (x, y) => x.or(y),
-                    };
-                }
-                Ok((depth, open, oldest))
-            })
-        })
-    }
-
-    pub fn queue_status(&self, account_id: i64) -> StoreResult<QueueStatus> {
-        let now = now_ms();
-        let (counts, open) = self.read(|conn| {
-            let leased = leased_sql(conn, account_id, now);
-            let sql = format!(
-                "SELECT trigger, COUNT(*) AS total, \
-                 COALESCE(SUM(CASE WHEN seq IN ({leased}) THEN 1 ELSE 0 END), 0) AS leased, \
-                 MIN(CASE WHEN seq IN ({leased}) THEN NULL ELSE received_at END) AS oldest \
-                 FROM pull_queue WHERE account_id = {account_id} GROUP BY trigger"
-            );
-            let counts: Vec<TriggerCount> = on_conn!(&mut *conn, |c| diesel::sql_query(&sql).load(c))?;
-            let open: Vec<BatchRow> = on_conn!(&mut *conn, |c| batches::table
-                .filter(batches::account_id.eq(account_id))
-                .filter(batches::state.eq(OPEN))
-                .filter(batches::expires_at.gt(now))
-                .order(batches::created_at)
-                .select(BatchRow::as_select())
-                .load(c))?;
-            Ok((counts, open))
-        })?;
-        let mut triggers: Vec<TriggerDepth> = Trigger::ALL
-            .iter()
-            .map(|&trigger| TriggerDepth {
-                trigger,
-                pending: 0,
-                in_flight: 0,
-            })
-            .collect();
-        let mut oldest: Option<i64> = None;
-        for row in counts {
-            if let Some(d) = triggers.iter_mut().find(|d| d.trigger.as_str() == row.trigger) {
-                d.pending = row.total - row.leased;
-                d.in_flight = row.leased;
-            }
-            oldest = match (oldest, row.oldest) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-        }
-        Ok(QueueStatus {
-            triggers,
-            oldest_pending_ms: oldest,
-            open_batches: open
-                .into_iter()
-                .map(|b| OpenBatch {
-                    id: b.id,
-                    consumer: b.consumer,
-                    expires_at_ms: b.expires_at,
-                    events: b.event_count,
-                })
-                .collect(),
-        })
     }
 }

@@ -37,6 +37,8 @@ diesel::table! {
         received_at -> BigInt,
         external_id -> Nullable<Text>,
         payload -> Text,
+        /// The event's seq in the pull queue; None when it was not queued.
+        seq -> Nullable<BigInt>,
     }
 }
 
@@ -46,7 +48,8 @@ diesel::table! {
         seq -> BigInt,
         trigger -> Text,
         received_at -> BigInt,
-        payload -> Text,
+        /// The event (`events.id`): its payload is stored there only.
+        event_id -> Text,
     }
 }
 
@@ -61,6 +64,16 @@ diesel::table! {
         event_count -> BigInt,
         seqs -> Text,
         closed_count -> BigInt,
+        pieces -> Nullable<Text>,
+        trigger_counts -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    queue_depth (account_id, trigger) {
+        account_id -> BigInt,
+        trigger -> Text,
+        events -> BigInt,
     }
 }
 
@@ -70,16 +83,25 @@ diesel::table! {
         id -> Text,
         created_at -> BigInt,
         last_used_at -> BigInt,
+        key_id -> Text,
     }
 }
 
 diesel::joinable!(api_keys -> accounts (account_id));
 diesel::joinable!(trigger_configs -> accounts (account_id));
 
-diesel::allow_tables_to_appear_in_same_query!(accounts, api_keys, trigger_configs, events, pull_queue, batches);
+diesel::allow_tables_to_appear_in_same_query!(
+    accounts,
+    api_keys,
+    trigger_configs,
+    events,
+    pull_queue,
+    batches,
+    queue_depth
+);
 
 diesel::table! {
-    push_destinations (account_id, trigger) {
+    push_destinations (account_id, trigger, transport) {
         account_id -> BigInt,
         trigger -> Text,
         settings -> Text,
@@ -95,6 +117,7 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         config_version -> BigInt,
+        transport -> Text,
     }
 }
 
@@ -104,9 +127,9 @@ diesel::table! {
         id -> BigInt,
         trigger -> Text,
         event_id -> Text,
-        payload -> Text,
         status -> Text,
         attempts -> BigInt,
+        failures -> BigInt,
         next_at -> BigInt,
         lease_until -> Nullable<BigInt>,
         claimed_by -> Nullable<Text>,
@@ -114,6 +137,11 @@ diesel::table! {
         updated_at -> BigInt,
         last_status_code -> Nullable<BigInt>,
         last_error -> Nullable<Text>,
+        transport -> Text,
+        parcel_id -> Nullable<BigInt>,
+        event_count -> BigInt,
+        period_start -> Nullable<BigInt>,
+        label -> Nullable<Text>,
     }
 }
 
@@ -132,3 +160,23 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(push_destinations, deliveries, delivery_attempts);
+
+diesel::table! {
+    activity (account_id, minute, trigger) {
+        account_id -> BigInt,
+        minute -> BigInt,
+        trigger -> Text,
+        ingested -> BigInt,
+        pulled -> BigInt,
+        delivered -> BigInt,
+        failed -> BigInt,
+    }
+}
+
+diesel::table! {
+    server_secrets (name) {
+        name -> Text,
+        value -> Text,
+        created_at -> BigInt,
+    }
+}

@@ -50,10 +50,6 @@ impl Store {
         let mut conn = self.reader()?;
         on_conn!(&mut *conn, |c| Ok(to_map(load_config_rows!(c, account_id)?)))
     }
-
-    pub fn put_trigger_config(&self, account_id: i64, trigger: Trigger, config: &TriggerConfig) -> StoreResult<()> {
-        self.write(|conn| upsert_config(conn, account_id, trigger, config))
-    }
 }
 
 /// Saves a trigger's configuration on a connection (inside the caller's transaction).

@@ -21,6 +21,14 @@ $client = new SoapClient("$base/soap/eventNotification?wsdl", [
     "features" => SOAP_SINGLE_ELEMENT_ARRAYS,
 ]);
 
+// The endpoint as tools read it from the WSDL (DOMXPath takes the prefixes
+// of the document).
+$wsdl = new DOMDocument();
+check($wsdl->loadXML(file_get_contents("$base/soap/eventNotification?wsdl")), "the WSDL parses");
+$locations = (new DOMXPath($wsdl))->query("//soap:address/@location");
+check($locations !== false && $locations->length === 1, "one //soap:address/@location");
+check($locations->item(0)->value === "$base/soap/eventNotification", "the endpoint: " . $locations->item(0)->value);
+
 $status = $client->getQueueStatus();
 check($status->pending == 2, "2 pending, got " . $status->pending);
 

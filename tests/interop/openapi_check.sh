@@ -10,7 +10,7 @@ py=${EVENTD_INTEROP_PYTHON:-.venv/bin/python}
 venv_bin=$(dirname "$py")
 work=$(mktemp -d)
 port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-token=openapi-check-operator
+token=openapi-check-operator-token-0123456789abcdef
 EVENTD_ADMIN_TOKEN=$token RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" \
   --database-url "$work/eventd.db" >"$work/server.log" 2>&1 &
 server=$!

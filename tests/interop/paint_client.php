@@ -17,6 +17,14 @@ function check($cond, $what) {
 [$_, $base, $user, $key] = $argv;
 $client = new SoapClient("$base/soap/paint?wsdl", ["trace" => 1, "cache_wsdl" => WSDL_CACHE_NONE]);
 
+// The endpoint as tools read it from the WSDL (DOMXPath takes the prefixes
+// of the document).
+$wsdl = new DOMDocument();
+check($wsdl->loadXML(file_get_contents("$base/soap/paint?wsdl")), "the WSDL parses");
+$locations = (new DOMXPath($wsdl))->query("//soap:address/@location");
+check($locations !== false && $locations->length === 1, "one //soap:address/@location");
+check($locations->item(0)->value === "$base/soap/paint", "the endpoint: " . $locations->item(0)->value);
+
 function call($client, $ctx, $class, $process, $entity, $processData) {
     return $client->handleRequest($ctx, $class, $process, $entity, $processData);
 }
@@ -76,12 +84,23 @@ $r = get_batch($client, $ctx, "OPEN,CLICK", "Y", 100);
 check($r["resultData"]["bus_entity_eventNotificationBatch"]["eventCount"] == 1, "the other event");
 check(rows($r["resultData"]["bus_entity_eventNotificationBatch"])[0]["type"] === "CLICK", "the CLICK");
 $r = get_batch($client, $ctx, "OPEN,CLICK", "Y");
-check($r["resultData"]["bus_entity_eventNotificationBatch"]["eventCount"] == 0, "the queue is empty");
+$b = $r["resultData"]["bus_entity_eventNotificationBatch"];
+check($b["eventCount"] == 0, "the queue is empty");
+// An empty batch still has eventMeta as an array (the requested headers), so
+// the sample client's foreach over it works.
+check(is_array($b["eventMeta"]), "eventMeta of an empty batch is an array: " . var_export($b["eventMeta"], true));
+check(isset($b["eventMeta"]["OPEN"], $b["eventMeta"]["CLICK"]), "the requested headers");
+check(count(rows($b)) === 0, "no rows");
+
+// SIGNUP (Pure360's name of a form sign-up) is OPTIN, answered as SIGNUP.
+$r = get_batch($client, $ctx, "SIGNUP", "N");
+check($r["result"] === "success", "SIGNUP is accepted: " . print_r($r, true));
+check(isset($r["resultData"]["bus_entity_eventNotificationBatch"]["eventMeta"]["SIGNUP"]), "the SIGNUP header");
 
 // Validation: unknown notification types are named.
-$r = get_batch($client, $ctx, "OPEN,SIGNUP", "N");
+$r = get_batch($client, $ctx, "OPEN,NOPE", "N");
 check($r["result"] === "bean_exception_validation", "unknown type: " . print_r($r, true));
-check(strpos($r["resultData"]["notificationTypes"], "SIGNUP") !== false, "the unknown type is named");
+check(strpos($r["resultData"]["notificationTypes"], "NOPE") !== false, "the unknown type is named");
 
 $r = call($client, $ctx, "bus_facade_campaign_email", "search", null, null);
 check($r["result"] === "bean_exception_validation" && isset($r["resultData"]["className"]), "unsupported class");

@@ -4,12 +4,11 @@
 //! allowed), the body in the destination's format, the Standard Webhooks
 //! signature, and the classification of the answer.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::domain::destination::EVENT_FIELDS;
 use crate::domain::event::Event;
@@ -22,100 +21,9 @@ pub const RESPONSE_EXCERPT: usize = 1024;
 /// Longest Retry-After honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
-/// True for addresses a webhook must not reach by default: loopback,
-/// private, link-local, multicast, unspecified, CGNAT, broadcast,
-/// documentation and unique-local ranges.
-pub fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_multicast()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (o[1] & 0xc0) == 64)
-                || o[0] >= 240
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_private(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_multicast()
-                || v6.is_unspecified()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TargetError {
-    #[error("the URL's host '{0}' could not be resolved: {1}")]
-    Unresolvable(String, String),
-    #[error(
-        "the URL's host '{0}' resolves to a private, loopback, link-local or multicast address ({1}); \
-         such targets need a server started with --allow-private-targets"
-    )]
-    Private(String, IpAddr),
-}
-
-/// Resolves a URL's host and refuses private targets (unless allowed).
-pub async fn check_target(url: &str, allow_private: bool) -> Result<(), TargetError> {
-    let parsed = url::Url::parse(url).map_err(|e| TargetError::Unresolvable(url.into(), e.to_string()))?;
-    let host = parsed.host_str().unwrap_or("").to_string();
-    let port = parsed.port_or_known_default().unwrap_or(80);
-    let addrs: Vec<IpAddr> = match parsed.host() {
-        Some(url::Host::Ipv4(ip)) => vec![IpAddr::V4(ip)],
-        Some(url::Host::Ipv6(ip)) => vec![IpAddr::V6(ip)],
-        _ => tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map_err(|e| TargetError::Unresolvable(host.clone(), e.to_string()))?
-            .map(|a| a.ip())
-            .collect(),
-    };
-    if addrs.is_empty() {
-        return Err(TargetError::Unresolvable(host, "no address".into()));
-    }
-    if !allow_private {
-        if let Some(ip) = addrs.into_iter().find(|ip| is_private(*ip)) {
-            return Err(TargetError::Private(host, ip));
-        }
-    }
-    Ok(())
-}
-
-/// DNS for outgoing requests: the system resolver, minus private addresses
-/// unless allowed (so a name cannot be re-pointed at an internal service
-/// after it was configured).
-struct GuardedResolver {
-    allow_private: bool,
-}
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let allow_private = self.allow_private;
-        Box::pin(async move {
-            let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|a| allow_private || !is_private(a.ip()))
-                .collect();
-            if addrs.is_empty() {
-                let err: Box<dyn std::error::Error + Send + Sync> =
-                    format!("'{host}' has no public address (private targets are refused)").into();
-                return Err(err);
-            }
-            let addrs: Addrs = Box::new(addrs.into_iter());
-            Ok(addrs)
-        })
-    }
-}
+mod target;
+use target::GuardedResolver;
+pub use target::{check_target, is_private, TargetError};
 
 /// The outgoing HTTP client.
 #[derive(Clone)]
@@ -132,6 +40,21 @@ pub struct Prepared {
     pub content_type: Option<&'static str>,
     pub body: Vec<u8>,
     pub msg_id: String,
+}
+
+impl Prepared {
+    /// What the signature covers: what carries the event. For a GET, the
+    /// query string exactly as sent (the configured URL's own parameters
+    /// included, without the `?`); otherwise the body (JSON, or form fields).
+    pub fn signed_content(&self) -> Vec<u8> {
+        match self.method {
+            HttpMethod::Get => url::Url::parse(&self.url)
+                .ok()
+                .and_then(|u| u.query().map(|q| q.as_bytes().to_vec()))
+                .unwrap_or_default(),
+            HttpMethod::Post => self.body.clone(),
+        }
+    }
 }
 
 /// What came back.
@@ -195,9 +118,10 @@ impl Webhooks {
             }
         }
         let timestamp = now_ms() / 1000;
+        let content = p.signed_content();
         let signature: Vec<String> = secrets
             .iter()
-            .filter_map(|s| sign(s, &p.msg_id, timestamp, &p.body).ok())
+            .filter_map(|s| sign(s, &p.msg_id, timestamp, &content).ok())
             .collect();
         let signature = signature.join(" ");
         let mut req = match p.method {
@@ -295,7 +219,8 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
     Some(d.min(MAX_RETRY_AFTER))
 }
 
-/// The selected fields of one stored event, as a JSON object.
+/// The selected fields of one stored event, as a JSON object whose keys come
+/// in the order of `fields` (the stored event as is when none are chosen).
 fn select_json(payload: &str, fields: &[String]) -> String {
     if fields.is_empty() {
         return payload.to_string();
@@ -303,26 +228,34 @@ fn select_json(payload: &str, fields: &[String]) -> String {
     let Ok(Value::Object(map)) = serde_json::from_str::<Value>(payload) else {
         return payload.to_string();
     };
-    let mut out = Map::new();
-    for name in EVENT_FIELDS {
-        if fields.iter().any(|f| f == name) {
-            if let Some(v) = map.get(name) {
-                out.insert(name.to_string(), v.clone());
-            }
+    // serde_json's Map sorts its keys: the object is written by hand.
+    let mut out = String::from("{");
+    for (name, value) in fields.iter().filter_map(|f| map.get_key_value(f.as_str())) {
+        if out.len() > 1 {
+            out.push(',');
         }
+        out.push_str(&Value::String(name.clone()).to_string());
+        out.push(':');
+        out.push_str(&value.to_string());
     }
-    Value::Object(out).to_string()
+    out.push('}');
+    out
 }
 
-/// The selected fields of one stored event as `key=value&…`.
+/// The selected fields of one stored event as `key=value&…`, in the order of
+/// `fields` (every field in the canonical order when none are chosen).
 fn select_form(payload: &str, fields: &[String]) -> String {
     let mut ser = url::form_urlencoded::Serializer::new(String::new());
     if let Ok(event) = serde_json::from_str::<Event>(payload) {
-        for (name, value) in event.fields() {
-            if fields.is_empty() || fields.iter().any(|f| f == name) {
-                if let Some(v) = value {
-                    ser.append_pair(name, &v);
-                }
+        let values = event.fields();
+        let chosen: Vec<&str> = if fields.is_empty() {
+            EVENT_FIELDS.to_vec()
+        } else {
+            fields.iter().map(String::as_str).collect()
+        };
+        for name in chosen {
+            if let Some((_, Some(v))) = values.iter().find(|(n, _)| *n == name) {
+                ser.append_pair(name, v);
             }
         }
     }
@@ -330,13 +263,16 @@ fn select_form(payload: &str, fields: &[String]) -> String {
 }
 
 /// Builds the request for one or more events (stored JSON, oldest first)
-/// of a destination. `msg_id` is the event id for one event, else derived
-/// from the first one (stable when the same batch is retried).
+/// of a destination. `msg_id` is `msg_<event id>` for a single-event
+/// destination; in batch mode (`batch_size` > 1, a JSON array per request)
+/// it is `msg_batch_<first id>_<count>` whatever the count, one included.
 pub fn prepare(settings: &HttpSettings, events: &[(&str, &str)]) -> Prepared {
-    let msg_id = match events {
-        [(id, _)] => format!("msg_{id}"),
-        [(id, _), ..] => format!("msg_batch_{id}_{}", events.len()),
-        [] => "msg_empty".to_string(),
+    let batch_mode =
+        settings.batch_size > 1 && (settings.method, settings.format) == (HttpMethod::Post, BodyFormat::Json);
+    let msg_id = match events.first() {
+        Some((id, _)) if batch_mode => format!("msg_batch_{id}_{}", events.len()),
+        Some((id, _)) => format!("msg_{id}"),
+        None => "msg_empty".to_string(),
     };
     match (settings.method, settings.format) {
         (HttpMethod::Get, _) => {
@@ -369,7 +305,7 @@ pub fn prepare(settings: &HttpSettings, events: &[(&str, &str)]) -> Prepared {
             msg_id,
         },
         (HttpMethod::Post, BodyFormat::Json) => {
-            let body = if settings.batch_size > 1 {
+            let body = if batch_mode {
                 let parts: Vec<String> = events.iter().map(|(_, p)| select_json(p, &settings.fields)).collect();
                 format!("[{}]", parts.join(","))
             } else {
@@ -439,6 +375,7 @@ mod tests {
             &[("e1", EV)],
         );
         assert_eq!(p.url, "http://h.test/x?t=1&trigger=OPEN&recipient=a+b%40x.test");
+        assert_eq!(p.signed_content(), b"t=1&trigger=OPEN&recipient=a+b%40x.test");
         let p = prepare(
             &settings(json!({"url": "http://h.test/", "format": "form"})),
             &[("e1", EV)],
@@ -446,6 +383,22 @@ mod tests {
         let body = String::from_utf8(p.body).unwrap();
         assert!(body.starts_with("id=e1&trigger=OPEN&"), "{body}");
         assert!(body.contains("data=%7B%22k%22%3A1%7D"), "{body}");
+    }
+
+    #[test]
+    fn fields_in_the_requested_order_and_a_batch_of_one_is_a_batch() {
+        let s = settings(json!({"url": "http://h.test/x", "batch_size": 5, "fields": ["recipient", "data", "id"]}));
+        let p = prepare(&s, &[("e1", EV)]);
+        assert_eq!(
+            String::from_utf8(p.body.clone()).unwrap(),
+            r#"[{"recipient":"a b@x.test","data":{"k":1},"id":"e1"}]"#
+        );
+        assert_eq!(p.msg_id, "msg_batch_e1_1");
+        assert_eq!(p.signed_content(), p.body);
+        let s = settings(json!({"url": "http://h.test/x", "format": "form", "fields": ["recipient", "id"]}));
+        let p = prepare(&s, &[("e1", EV)]);
+        assert_eq!(p.body, b"recipient=a+b%40x.test&id=e1");
+        assert_eq!(p.msg_id, "msg_e1");
     }
 
     #[test]

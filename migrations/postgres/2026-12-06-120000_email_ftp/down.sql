@@ -1,0 +1,13 @@
+DROP INDEX deliveries_periods;
+DROP INDEX deliveries_parcel;
+DROP INDEX deliveries_open;
+DELETE FROM deliveries WHERE transport <> 'http';
+ALTER TABLE deliveries DROP COLUMN label;
+ALTER TABLE deliveries DROP COLUMN period_start;
+ALTER TABLE deliveries DROP COLUMN event_count;
+ALTER TABLE deliveries DROP COLUMN parcel_id;
+ALTER TABLE deliveries DROP COLUMN transport;
+DELETE FROM push_destinations WHERE transport <> 'http';
+ALTER TABLE push_destinations DROP CONSTRAINT push_destinations_pkey;
+ALTER TABLE push_destinations ADD PRIMARY KEY (account_id, trigger);
+ALTER TABLE push_destinations DROP COLUMN transport;

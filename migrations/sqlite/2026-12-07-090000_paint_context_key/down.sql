@@ -1,0 +1,1 @@
+ALTER TABLE paint_contexts DROP COLUMN key_id;

@@ -1,0 +1,86 @@
+//! What a PAINT call answers: `result` and `resultData`, or for a
+//! throttled client or an unreachable database a SOAP fault with its own
+//! HTTP status and `Retry-After`.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::HttpResponse;
+
+use crate::auth::{retry_after_secs, AuthError};
+use crate::soapxml::envelope::{FaultCode, SoapVersion};
+use crate::soapxml::http as soaphttp;
+use crate::soapxml::map::MapValue;
+use crate::store::failure::UNAVAILABLE_RETRY_AFTER;
+use crate::store::StoreError;
+
+/// What `result` says, and `resultData`.
+pub(super) enum Outcome {
+    Success(MapValue),
+    /// Field → message, as PAINT clients expect for validation errors.
+    Validation(Vec<(String, MapValue)>),
+    Security(String),
+    System(String),
+    /// The client address failed to authenticate too often: HTTP 429.
+    Limited(std::time::Duration),
+    /// The database cannot be reached: a Server fault with HTTP 503.
+    Unavailable,
+}
+
+impl Outcome {
+    /// Our own failure, with nothing more to say to the caller.
+    pub(super) fn failed() -> Outcome {
+        Outcome::System("the server failed; the request may be retried".into())
+    }
+
+    pub(super) fn invalid(field: &str, message: impl Into<String>) -> Outcome {
+        Outcome::Validation(vec![(field.to_string(), MapValue::Str(message.into()))])
+    }
+
+    pub(super) fn into_map(self) -> MapValue {
+        let (result, data) = match self {
+            Outcome::Success(d) => ("success", d),
+            Outcome::Validation(errors) => ("bean_exception_validation", MapValue::Map(errors)),
+            Outcome::Security(m) => ("bean_exception_security", MapValue::Str(m)),
+            Outcome::System(m) => ("bean_exception_system", MapValue::Str(m)),
+            Outcome::Limited(w) => (
+                "bean_exception_security",
+                MapValue::Str(AuthError::Limited(w).to_string()),
+            ),
+            Outcome::Unavailable => ("bean_exception_system", MapValue::str(UNAVAILABLE)),
+        };
+        MapValue::map(vec![("result", MapValue::str(result)), ("resultData", data)])
+    }
+
+    /// The answer of a call that is not a result: 429 for a throttled
+    /// client, a Server fault with 503 while the database is unreachable.
+    pub(super) fn http_fault(&self, v: SoapVersion) -> Option<HttpResponse> {
+        let (status, code, message, wait) = match self {
+            Outcome::Limited(w) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                FaultCode::Client,
+                AuthError::Limited(*w).to_string(),
+                retry_after_secs(*w),
+            ),
+            Outcome::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                FaultCode::Server,
+                UNAVAILABLE.to_string(),
+                UNAVAILABLE_RETRY_AFTER,
+            ),
+            _ => return None,
+        };
+        let mut r = soaphttp::fault_with_status(v, status, code, &message);
+        r.headers_mut().insert(header::RETRY_AFTER, wait.into());
+        Some(r)
+    }
+}
+
+const UNAVAILABLE: &str = "the database is unavailable; nothing was done, retry shortly";
+
+pub(super) fn system(e: StoreError) -> Outcome {
+    if e.is_unavailable() {
+        tracing::warn!(error = %e, "database unavailable");
+        return Outcome::Unavailable;
+    }
+    tracing::error!(error = %e, "PAINT request failed");
+    Outcome::failed()
+}

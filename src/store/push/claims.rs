@@ -1,0 +1,324 @@
+//! Finding destinations with due deliveries and leasing those deliveries
+//! to a worker, for every transport: http requests, mails, FTP files. For
+//! email digests and FTP, ended periods are first closed into parcels
+//! (`parcels.rs`), which are then claimed one at a time, oldest first.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+
+use super::destinations::{secrets, DestinationKey, ACTIVE};
+use super::log::PENDING;
+use super::parcels::{close_periods, members, MemberRow, PeriodDest, OPEN};
+use crate::domain::time::now_ms;
+use crate::domain::{DeliverySettings, Trigger};
+use crate::on_conn;
+use crate::store::payloads;
+use crate::store::schema::{deliveries, push_destinations};
+use crate::store::{relaxed_commit, DbConn, Store, StoreResult};
+
+/// Most deliveries claimed at once (unless one batch is larger).
+const MAX_CLAIM: i64 = 2000;
+/// Most periods closed into parcels per claim.
+const MAX_PARCELS_PER_CLAIM: usize = 16;
+/// Period used to close the open rows left by a digest configuration that
+/// has since become one mail per event.
+const FALLBACK_PERIOD_MS: i64 = 60_000;
+
+#[derive(Debug, Clone)]
+pub struct ClaimedRow {
+    pub id: i64,
+    pub event_id: String,
+    /// The event's stored JSON (read from the history); empty for a parcel.
+    pub payload: String,
+    /// Failed tries so far (the retry schedule's position).
+    pub failures: i64,
+    /// A parcel's (period mail or file's) fixed name; None for one event.
+    pub label: Option<String>,
+    pub period_start: Option<i64>,
+}
+
+/// A claimed row as the claiming UPDATE returns it.
+#[derive(QueryableByName)]
+struct Leased {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    event_id: String,
+    #[diesel(sql_type = BigInt)]
+    failures: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    label: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+    period_start: Option<i64>,
+}
+
+#[derive(QueryableByName)]
+struct Candidate {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = BigInt)]
+    next_at: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+    lease_until: Option<i64>,
+}
+
+/// Rows claimed for one destination, with what is needed to send them.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub settings: DeliverySettings,
+    /// The signing secrets: the current one, then the previous one while a
+    /// rotation's overlap lasts.
+    pub secrets: Vec<String>,
+    /// In id (event) order.
+    pub rows: Vec<ClaimedRow>,
+    /// The events of each claimed parcel, by its id, oldest first.
+    pub members: HashMap<i64, Vec<MemberRow>>,
+    /// The destination's configuration version when claimed; reported back
+    /// in [`AttemptOutcome::config_version`](super::AttemptOutcome::config_version).
+    pub config_version: i64,
+}
+
+impl Store {
+    /// Destinations (account, trigger, transport) with due, unclaimed
+    /// deliveries, or with a period to close, that are neither suspended nor
+    /// paused by a Retry-After.
+    pub fn due_destinations(&self, limit: i64) -> StoreResult<Vec<DestinationKey>> {
+        let now = now_ms();
+        // Walks the (small) destinations table and probes each one's
+        // pending index, rather than scanning every pending delivery.
+        let sql = format!(
+            "SELECT p.account_id, p.trigger, p.transport FROM push_destinations p \
+             WHERE p.state = '{ACTIVE}' AND p.paused_until <= {now} \
+             AND (EXISTS (SELECT 1 FROM deliveries d WHERE d.account_id = p.account_id \
+             AND d.trigger = p.trigger AND d.transport = p.transport AND d.status = '{PENDING}' \
+             AND d.next_at <= {now} AND (d.lease_until IS NULL OR d.lease_until <= {now})) \
+             OR (p.transport <> 'http' AND EXISTS (SELECT 1 FROM deliveries o WHERE o.account_id = p.account_id \
+             AND o.trigger = p.trigger AND o.transport = p.transport AND o.status = '{OPEN}' \
+             AND o.next_at <= {now}))) \
+             LIMIT {limit}"
+        );
+        self.read(|conn| Ok(on_conn!(conn, |c| diesel::sql_query(&sql).load(c))?))
+    }
+
+    /// Claims due deliveries of one destination for `worker` until
+    /// `lease_until`, enough for `max_requests` requests of the
+    /// destination's batch size. With `ordered` settings only one request's
+    /// worth is claimed, as a run starting at
+    /// the destination's oldest pending delivery is claimed, and nothing
+    /// while any of its deliveries is claimed elsewhere; email digests and
+    /// FTP files are claimed that way, one parcel at a time, after closing
+    /// the periods that ended. The destination's last settings of its
+    /// transport are used even if the trigger has since switched to another
+    /// destination (accepted events stay where they were).
+    /// `Ok(None)` when the destination is suspended or paused.
+    pub fn claim_deliveries(
+        &self,
+        dest: &DestinationKey,
+        max_requests: i64,
+        lease_until: i64,
+        worker: &str,
+    ) -> StoreResult<Option<Claim>> {
+        let now = now_ms();
+        let Ok(trigger) = dest.trigger.parse::<Trigger>() else {
+            return Ok(None);
+        };
+        let account_id = dest.account_id;
+        let transport = match dest.transport.as_str() {
+            t @ ("http" | "email" | "ftp") => t,
+            _ => return Ok(None),
+        };
+        self.write(|conn| {
+            relaxed_commit(conn)?;
+            type Health = (String, String, Option<String>, Option<i64>, String, i64, i64);
+            let health: Option<Health> = on_conn!(&mut *conn, |c| push_destinations::table
+                .filter(push_destinations::account_id.eq(account_id))
+                .filter(push_destinations::trigger.eq(trigger.as_str()))
+                .filter(push_destinations::transport.eq(transport))
+                .select((
+                    push_destinations::settings,
+                    push_destinations::secret,
+                    push_destinations::previous_secret,
+                    push_destinations::previous_until,
+                    push_destinations::state,
+                    push_destinations::paused_until,
+                    push_destinations::config_version
+                ))
+                .first(c)
+                .optional())?;
+            let Some((settings, secret, previous, previous_until, state, paused_until, config_version)) = health else {
+                return Ok(None);
+            };
+            let secrets = secrets(secret, previous, previous_until, now);
+            if state != ACTIVE || paused_until > now {
+                return Ok(None);
+            }
+            let Some(settings) = serde_json::from_str(&settings)
+                .ok()
+                .and_then(|v| DeliverySettings::parse(transport, &v))
+            else {
+                return Ok(None);
+            };
+            let t = trigger.as_str();
+            let (ordered, batch_size) = match &settings {
+                DeliverySettings::Http(h) => (h.ordered, i64::from(h.batch_size)),
+                DeliverySettings::Email(e) => (e.period_ms().is_some(), 1),
+                DeliverySettings::Ftp(_) => (true, 1),
+            };
+            if transport != "http" {
+                if let DbConn::Pg(c) = &mut *conn {
+                    // One closer of this destination's periods at a time.
+                    diesel::sql_query(format!(
+                        "SELECT 1 FROM push_destinations WHERE account_id = {account_id} AND trigger = '{t}' \
+                         AND transport = '{transport}' FOR UPDATE"
+                    ))
+                    .execute(c)?;
+                }
+                let ext = match &settings {
+                    DeliverySettings::Ftp(f) => f.format.extension(),
+                    _ => "csv",
+                };
+                let period = PeriodDest {
+                    account_id,
+                    trigger: t,
+                    transport,
+                    period_ms: settings.period_ms().unwrap_or(FALLBACK_PERIOD_MS),
+                    ext,
+                };
+                close_periods(conn, &period, now, MAX_PARCELS_PER_CLAIM)?;
+            }
+            let requests = if ordered { 1 } else { max_requests.max(1) };
+            let limit = (requests * batch_size).min(MAX_CLAIM.max(batch_size));
+            let base = format!(
+                "account_id = {account_id} AND trigger = '{t}' AND transport = '{transport}' AND status = '{PENDING}'"
+            );
+            let ids: Vec<i64> = if ordered {
+                let lock = if matches!(conn, DbConn::Pg(_)) {
+                    " FOR UPDATE"
+                } else {
+                    ""
+                };
+                let sql = format!(
+                    "SELECT id, next_at, lease_until FROM deliveries WHERE {base} ORDER BY id LIMIT {limit}{lock}"
+                );
+                let head: Vec<Candidate> = on_conn!(&mut *conn, |c| diesel::sql_query(&sql).load(c))?;
+                head.iter()
+                    .take_while(|r| r.next_at <= now && r.lease_until.is_none_or(|l| l <= now))
+                    .map(|r| r.id)
+                    .collect()
+            } else {
+                let lock = if matches!(conn, DbConn::Pg(_)) {
+                    " FOR UPDATE SKIP LOCKED"
+                } else {
+                    ""
+                };
+                let sql = format!(
+                    "SELECT id, next_at, lease_until FROM deliveries WHERE {base} AND next_at <= {now} \
+                     AND (lease_until IS NULL OR lease_until <= {now}) ORDER BY id LIMIT {limit}{lock}"
+                );
+                let rows: Vec<Candidate> = on_conn!(&mut *conn, |c| diesel::sql_query(&sql).load(c))?;
+                rows.iter().map(|r| r.id).collect()
+            };
+            if ids.is_empty() {
+                return Ok(Some(Claim {
+                    settings,
+                    secrets,
+                    rows: Vec::new(),
+                    members: HashMap::new(),
+                    config_version,
+                }));
+            }
+            let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+            let sql = format!(
+                "UPDATE deliveries SET lease_until = {lease_until}, claimed_by = '{worker}' \
+                 WHERE account_id = {account_id} AND id IN ({}) RETURNING id, event_id, failures, label, period_start",
+                list.join(",")
+            );
+            debug_assert!(worker.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+            let mut leased: Vec<Leased> = on_conn!(&mut *conn, |c| diesel::sql_query(&sql).load(c))?;
+            leased.sort_by_key(|r| r.id);
+            // Payloads are stored once, in the history.
+            let events: Vec<&str> = leased
+                .iter()
+                .filter(|r| r.label.is_none())
+                .map(|r| r.event_id.as_str())
+                .collect();
+            let found = payloads::by_ids(conn, account_id, &events)?;
+            let rows: Vec<ClaimedRow> = leased
+                .into_iter()
+                .map(|r| ClaimedRow {
+                    payload: match r.label {
+                        Some(_) => String::new(),
+                        None => found
+                            .get(&r.event_id)
+                            .cloned()
+                            .unwrap_or_else(|| payloads::missing_payload(&r.event_id)),
+                    },
+                    id: r.id,
+                    event_id: r.event_id,
+                    failures: r.failures,
+                    label: r.label,
+                    period_start: r.period_start,
+                })
+                .collect();
+            let mut parcels = HashMap::new();
+            for r in rows.iter().filter(|r| r.label.is_some()) {
+                parcels.insert(r.id, members(conn, account_id, r.id)?);
+            }
+            Ok(Some(Claim {
+                settings,
+                secrets,
+                rows,
+                members: parcels,
+                config_version,
+            }))
+        })
+    }
+
+    /// Extends to `until` the lease of the rows of `held` (account → ids)
+    /// that `worker` still holds and are still pending; returns them.
+    pub fn renew_leases(
+        &self,
+        worker: &str,
+        held: &HashMap<i64, Vec<i64>>,
+        until: i64,
+    ) -> StoreResult<Vec<(i64, i64)>> {
+        self.write(|conn| {
+            relaxed_commit(conn)?;
+            let mut renewed = Vec::new();
+            for (account_id, ids) in held {
+                for chunk in ids.chunks(1000) {
+                    let done: Vec<i64> = on_conn!(&mut *conn, |c| diesel::update(
+                        deliveries::table
+                            .filter(deliveries::account_id.eq(account_id))
+                            .filter(deliveries::id.eq_any(chunk))
+                            .filter(deliveries::claimed_by.eq(worker))
+                            .filter(deliveries::status.eq(PENDING))
+                    )
+                    .set(deliveries::lease_until.eq(until))
+                    .returning(deliveries::id)
+                    .get_results(c))?;
+                    renewed.extend(done.into_iter().map(|id| (*account_id, id)));
+                }
+            }
+            Ok(renewed)
+        })
+    }
+
+    /// Gives back every delivery `worker` still holds (graceful stop).
+    pub fn release_deliveries(&self, worker: &str) -> StoreResult<usize> {
+        self.write(|conn| {
+            Ok(on_conn!(conn, |c| diesel::update(
+                deliveries::table
+                    .filter(deliveries::claimed_by.eq(worker))
+                    .filter(deliveries::status.eq(PENDING))
+            )
+            .set((
+                deliveries::lease_until.eq(None::<i64>),
+                deliveries::claimed_by.eq(None::<String>)
+            ))
+            .execute(c))?)
+        })
+    }
+}

@@ -1,0 +1,252 @@
+//! The deliveries as the API shows them: their states, the attempt log,
+//! replay (`retry`) and pruning of finished ones. A delivery is one send:
+//! an event (http, one mail per event) or a parcel (a digest mail, an FTP
+//! file) with its event count; a parcel's member rows are not listed.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+
+use crate::domain::time::now_ms;
+use crate::domain::Trigger;
+use crate::on_conn;
+use crate::store::payloads;
+use crate::store::schema::{deliveries, delivery_attempts};
+use crate::store::{relaxed_commit, Store, StoreError, StoreResult};
+
+pub const PENDING: &str = "pending";
+pub const DELIVERED: &str = "delivered";
+pub const DEAD: &str = "dead";
+pub const STATUSES: [&str; 3] = [PENDING, DELIVERED, DEAD];
+
+#[derive(Insertable)]
+#[diesel(table_name = deliveries)]
+pub(crate) struct NewDelivery<'a> {
+    pub account_id: i64,
+    pub trigger: &'a str,
+    pub transport: &'a str,
+    pub event_id: &'a str,
+    pub status: &'a str,
+    pub attempts: i64,
+    pub next_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = deliveries)]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub trigger: String,
+    pub transport: String,
+    pub event_count: i64,
+    /// A parcel's file or attachment name.
+    pub label: Option<String>,
+    pub event_id: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = delivery_attempts)]
+pub struct AttemptRow {
+    pub id: i64,
+    pub delivery_id: i64,
+    pub attempted_at: i64,
+    pub url: String,
+    pub status_code: Option<i64>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+    pub response: Option<String>,
+}
+
+/// Attempts keyed by delivery id, oldest first.
+pub type AttemptsByDelivery = HashMap<i64, Vec<AttemptRow>>;
+
+/// Filters of `GET /v1/deliveries`.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub trigger: Option<Trigger>,
+    pub status: Option<&'static str>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    /// Cursor: only deliveries with a smaller id (newest first).
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+#[derive(QueryableByName)]
+struct Finished {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    account_id: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+}
+
+impl Store {
+    /// Deletes finished (delivered or dead) deliveries, with a parcel's
+    /// member events, and attempts last touched before `cutoff_ms`, at most
+    /// `limit` deliveries per call; returns how many deliveries went.
+    pub fn prune_deliveries(&self, cutoff_ms: i64, limit: i64) -> StoreResult<usize> {
+        let sql_attempts = format!("DELETE FROM delivery_attempts WHERE attempted_at < {cutoff_ms}");
+        let sql = format!(
+            "SELECT account_id, id FROM deliveries WHERE status IN ('{DELIVERED}', '{DEAD}') \
+             AND updated_at < {cutoff_ms} LIMIT {limit}"
+        );
+        self.write(|conn| {
+            relaxed_commit(conn)?;
+            on_conn!(&mut *conn, |c| diesel::sql_query(&sql_attempts).execute(c))?;
+            let finished: Vec<Finished> = on_conn!(&mut *conn, |c| diesel::sql_query(&sql).load(c))?;
+            let mut by_account: HashMap<i64, Vec<i64>> = HashMap::new();
+            for f in &finished {
+                by_account.entry(f.account_id).or_default().push(f.id);
+            }
+            for (account_id, ids) in by_account {
+                on_conn!(&mut *conn, |c| diesel::delete(
+                    deliveries::table
+                        .filter(deliveries::account_id.eq(account_id))
+                        .filter(deliveries::parcel_id.eq_any(&ids))
+                )
+                .execute(c))?;
+                on_conn!(&mut *conn, |c| diesel::delete(
+                    deliveries::table
+                        .filter(deliveries::account_id.eq(account_id))
+                        .filter(deliveries::id.eq_any(&ids))
+                )
+                .execute(c))?;
+            }
+            Ok(finished.len())
+        })
+    }
+
+    /// Deliveries, newest first, with their attempts.
+    pub fn list_deliveries(
+        &self,
+        account_id: i64,
+        f: &DeliveryFilter,
+    ) -> StoreResult<(Vec<DeliveryRow>, AttemptsByDelivery)> {
+        self.read(|conn| {
+            on_conn!(conn, |c| {
+                let mut q = deliveries::table
+                    .filter(deliveries::account_id.eq(account_id))
+                    .filter(deliveries::status.eq_any(STATUSES))
+                    .select(DeliveryRow::as_select())
+                    .order(deliveries::id.desc())
+                    .limit(f.limit)
+                    .into_boxed();
+                if let Some(t) = f.trigger {
+                    q = q.filter(deliveries::trigger.eq(t.as_str()));
+                }
+                if let Some(s) = f.status {
+                    q = q.filter(deliveries::status.eq(s));
+                }
+                if let Some(s) = f.since_ms {
+                    q = q.filter(deliveries::created_at.ge(s));
+                }
+                if let Some(u) = f.until_ms {
+                    q = q.filter(deliveries::created_at.lt(u));
+                }
+                if let Some(b) = f.before_id {
+                    q = q.filter(deliveries::id.lt(b));
+                }
+                let rows: Vec<DeliveryRow> = q.load(c)?;
+                let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+                let attempts: Vec<AttemptRow> = delivery_attempts::table
+                    .filter(delivery_attempts::account_id.eq(account_id))
+                    .filter(delivery_attempts::delivery_id.eq_any(ids))
+                    .order(delivery_attempts::id.asc())
+                    .select(AttemptRow::as_select())
+                    .load(c)?;
+                let mut by: HashMap<i64, Vec<AttemptRow>> = HashMap::new();
+                for a in attempts {
+                    by.entry(a.delivery_id).or_default().push(a);
+                }
+                Ok((rows, by))
+            })
+        })
+    }
+
+    /// One delivery with its event payload (empty for a parcel: its
+    /// members' payloads are in their own rows) and attempts.
+    pub fn delivery(&self, account_id: i64, id: i64) -> StoreResult<(DeliveryRow, String, Vec<AttemptRow>)> {
+        self.read(|conn| {
+            let (row, attempts) = on_conn!(&mut *conn, |c| {
+                let row: Option<DeliveryRow> = deliveries::table
+                    .filter(deliveries::account_id.eq(account_id))
+                    .filter(deliveries::id.eq(id))
+                    .filter(deliveries::status.eq_any(STATUSES))
+                    .select(DeliveryRow::as_select())
+                    .first(c)
+                    .optional()?;
+                let row = row.ok_or(StoreError::NotFound)?;
+                let attempts = delivery_attempts::table
+                    .filter(delivery_attempts::account_id.eq(account_id))
+                    .filter(delivery_attempts::delivery_id.eq(id))
+                    .order(delivery_attempts::id.asc())
+                    .select(AttemptRow::as_select())
+                    .load(c)?;
+                Ok::<_, StoreError>((row, attempts))
+            })?;
+            let payload = match row.label {
+                Some(_) => String::new(),
+                None => payloads::by_ids(conn, account_id, &[row.event_id.as_str()])?
+                    .remove(&row.event_id)
+                    .unwrap_or_else(|| payloads::missing_payload(&row.event_id)),
+            };
+            Ok((row, payload, attempts))
+        })
+    }
+
+    /// Sends a delivery again (whatever its state): pending, due now, with a
+    /// fresh retry schedule (`attempts` still counts the earlier requests). NotFound for unknown or foreign ids.
+    pub fn retry_delivery(&self, account_id: i64, id: i64) -> StoreResult<()> {
+        let now = now_ms();
+        let n = self.write(|conn| {
+            Ok(on_conn!(conn, |c| diesel::update(
+                deliveries::table
+                    .filter(deliveries::account_id.eq(account_id))
+                    .filter(deliveries::id.eq(id))
+                    .filter(deliveries::status.eq_any(STATUSES))
+                    .filter(deliveries::claimed_by.is_null())
+            )
+            .set((
+                deliveries::status.eq(PENDING),
+                deliveries::failures.eq(0),
+                deliveries::next_at.eq(now),
+                deliveries::updated_at.eq(now),
+            ))
+            .execute(c))?)
+        })?;
+        if n == 0 {
+            // Either unknown, or in flight right now (which is a conflict).
+            self.delivery(account_id, id)?;
+            return Err(StoreError::Conflict("the delivery is being sent right now".into()));
+        }
+        Ok(())
+    }
+
+    /// Puts every dead delivery of a trigger back in the queue.
+    pub fn retry_dead(&self, account_id: i64, trigger: Trigger) -> StoreResult<usize> {
+        let now = now_ms();
+        self.write(|conn| {
+            Ok(on_conn!(conn, |c| diesel::update(
+                deliveries::table
+                    .filter(deliveries::account_id.eq(account_id))
+                    .filter(deliveries::trigger.eq(trigger.as_str()))
+                    .filter(deliveries::status.eq(DEAD))
+            )
+            .set((
+                deliveries::status.eq(PENDING),
+                deliveries::failures.eq(0),
+                deliveries::next_at.eq(now),
+                deliveries::updated_at.eq(now),
+            ))
+            .execute(c))?)
+        })
+    }
+}

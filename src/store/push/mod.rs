@@ -1,0 +1,32 @@
+//! Delivery storage (SPEC §6: http push, email, FTP), by concern:
+//! - [`destinations`]: per-trigger destinations (settings, signing secret,
+//!   health: active/suspended, failure streak, Retry-After pause);
+//! - [`claims`]: which destinations have due deliveries, and leasing them
+//!   to a worker;
+//! - [`results`]: writing back what each request did (attempt log, delivery
+//!   state, destination health);
+//! - [`log`]: the deliveries (one row per event to push, created in the
+//!   ingest transaction) and their attempt log as the API shows them,
+//!   replay and pruning;
+//! - [`parcels`]: email digest and FTP periods closed into one delivery
+//!   (mail or file) each.
+//!
+//! Claiming: a worker marks due rows with `lease_until`/`claimed_by` in one
+//! short transaction (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so concurrent
+//! workers on any node take disjoint rows; SQLite: the single-writer
+//! `BEGIN IMMEDIATE` transaction). A row whose lease ran out (its worker
+//! died) is claimable again. Results are written back in batches, and only
+//! for rows still claimed by the worker that reports them.
+
+pub mod claims;
+pub mod destinations;
+pub mod log;
+pub mod parcels;
+pub mod results;
+
+pub use claims::{Claim, ClaimedRow};
+pub use destinations::{DestinationKey, HttpPut, PushStatus, ACTIVE, SUSPENDED};
+pub(crate) use log::NewDelivery;
+pub use log::{AttemptRow, AttemptsByDelivery, DeliveryFilter, DeliveryRow, DEAD, DELIVERED, PENDING, STATUSES};
+pub use parcels::{MemberRow, BATCHED, OPEN};
+pub use results::{AttemptOutcome, OutcomeKind};

@@ -1,0 +1,225 @@
+//! The pull queue at a glance (`GET /v1/queue`, `/metrics`) without
+//! counting it: `queue_depth` holds the number of queued events per account
+//! and trigger, changed in the same transaction as the rows (ingest adds,
+//! mark-read and expiry subtract), and each open batch records its member
+//! count per trigger. So a status reads a handful of short rows at any
+//! depth; only the oldest pending event is looked up, at the queue's head.
+
+use std::collections::BTreeMap;
+
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use diesel::upsert::excluded;
+
+use super::leases::{self, Piece};
+use super::queue_rows::{open_pieces, BatchRow, SeqTrigger, OPEN};
+use super::schema::{batches, pull_queue, queue_depth};
+use super::{DbConn, Store, StoreResult};
+use crate::domain::time::now_ms;
+use crate::domain::Trigger;
+use crate::on_conn;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenBatch {
+    pub id: String,
+    pub consumer: String,
+    pub expires_at_ms: i64,
+    pub events: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerDepth {
+    pub trigger: Trigger,
+    /// Waiting to be fetched.
+    pub pending: i64,
+    /// In open (leased) batches.
+    pub in_flight: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueStatus {
+    pub triggers: Vec<TriggerDepth>,
+    /// received_at of the oldest event not in an open batch.
+    pub oldest_pending_ms: Option<i64>,
+    pub open_batches: Vec<OpenBatch>,
+}
+
+impl QueueStatus {
+    /// (pending, in flight) over every trigger.
+    pub fn totals(&self) -> (i64, i64) {
+        self.triggers
+            .iter()
+            .fold((0, 0), |(p, f), d| (p + d.pending, f + d.in_flight))
+    }
+
+    /// How long the oldest pending event has waited at `now_ms`, in seconds.
+    pub fn oldest_pending_age_seconds(&self, now_ms: i64) -> Option<f64> {
+        self.oldest_pending_ms.map(|t| (now_ms - t).max(0) as f64 / 1000.0)
+    }
+}
+
+/// Adds `delta` events per trigger to the account's depth rows (negative:
+/// removes). In trigger order, so concurrent transactions lock the rows in
+/// one order.
+pub(super) fn adjust_depth<K: AsRef<str> + Ord>(
+    conn: &mut DbConn,
+    account_id: i64,
+    delta: &BTreeMap<K, i64>,
+) -> QueryResult<()> {
+    for (trigger, n) in delta.iter().filter(|(_, n)| **n != 0) {
+        on_conn!(&mut *conn, |c| diesel::insert_into(queue_depth::table)
+            .values((
+                queue_depth::account_id.eq(account_id),
+                queue_depth::trigger.eq(trigger.as_ref()),
+                queue_depth::events.eq(*n),
+            ))
+            .on_conflict((queue_depth::account_id, queue_depth::trigger))
+            .do_update()
+            .set(queue_depth::events.eq(queue_depth::events + excluded(queue_depth::events)))
+            .execute(c))?;
+    }
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct ReceivedAt {
+    #[diesel(sql_type = BigInt)]
+    received_at: i64,
+}
+
+/// received_at of the account's first event no open batch leases.
+fn oldest_pending(conn: &mut DbConn, account_id: i64, pieces: &[Piece]) -> QueryResult<Option<i64>> {
+    for seg in leases::segments(pieces, leases::ALL, 0) {
+        let sql = format!(
+            "SELECT received_at FROM pull_queue WHERE account_id = {account_id} AND seq BETWEEN {} AND {} \
+             AND trigger IN ({}) ORDER BY seq LIMIT 1",
+            seg.lo,
+            seg.hi,
+            leases::triggers_in(seg.allowed)
+                .map(|t| format!("'{}'", t.as_str()))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let row: Vec<ReceivedAt> = on_conn!(&mut *conn, |c| diesel::sql_query(&sql).load(c))?;
+        if let Some(r) = row.first() {
+            return Ok(Some(r.received_at));
+        }
+    }
+    Ok(None)
+}
+
+/// Member count per trigger of an open batch.
+fn batch_trigger_counts(conn: &mut DbConn, account_id: i64, b: &BatchRow) -> QueryResult<BTreeMap<String, i64>> {
+    if let Some(json) = &b.trigger_counts {
+        return Ok(serde_json::from_str(json).unwrap_or_default());
+    }
+    // A batch made before the counts were recorded: count its members.
+    let cond = format!(
+        "account_id = {account_id} AND {}",
+        super::queue_rows::seq_in(conn, &b.members())
+    );
+    let rows: Vec<SeqTrigger> = on_conn!(&mut *conn, |c| diesel::sql_query(format!(
+        "SELECT seq, trigger FROM pull_queue WHERE {cond}"
+    ))
+    .load(c))?;
+    let mut counts = BTreeMap::new();
+    for r in rows {
+        *counts.entry(r.trigger).or_default() += 1;
+    }
+    Ok(counts)
+}
+
+impl Store {
+    /// Server-wide figures for /metrics: (stored pull events, open batches,
+    /// received_at of the oldest event at the head of any account's queue).
+    pub fn queue_totals(&self, now: i64) -> StoreResult<(i64, i64, Option<i64>)> {
+        self.read(|conn| {
+            on_conn!(conn, |c| {
+                let depth: i64 = queue_depth::table
+                    .select(queue_depth::events)
+                    .load::<i64>(c)?
+                    .into_iter()
+                    .sum();
+                let open: i64 = batches::table
+                    .filter(batches::state.eq(OPEN))
+                    .filter(batches::expires_at.gt(now))
+                    .count()
+                    .get_result(c)?;
+                let accounts: Vec<i64> = super::schema::accounts::table
+                    .select(super::schema::accounts::id)
+                    .load(c)?;
+                let mut oldest: Option<i64> = None;
+                for a in accounts {
+                    let head: Option<i64> = pull_queue::table
+                        .filter(pull_queue::account_id.eq(a))
+                        .order(pull_queue::seq)
+                        .select(pull_queue::received_at)
+                        .first(c)
+                        .optional()?;
+                    oldest = match (oldest, head) {
+                        (Some(x), Some(y)) => Some(x.min(y)),
+                        (x, y) => x.or(y),
+                    };
+                }
+                Ok((depth, open, oldest))
+            })
+        })
+    }
+
+    pub fn queue_status(&self, account_id: i64) -> StoreResult<QueueStatus> {
+        let now = now_ms();
+        self.read(|conn| {
+            let depth: Vec<(String, i64)> = on_conn!(&mut *conn, |c| queue_depth::table
+                .filter(queue_depth::account_id.eq(account_id))
+                .select((queue_depth::trigger, queue_depth::events))
+                .load(c))?;
+            let open: Vec<BatchRow> = on_conn!(&mut *conn, |c| batches::table
+                .filter(batches::account_id.eq(account_id))
+                .filter(batches::state.eq(OPEN))
+                .filter(batches::expires_at.gt(now))
+                .order(batches::created_at)
+                .select(BatchRow::as_select())
+                .load(c))?;
+            let mut triggers: Vec<TriggerDepth> = Trigger::ALL
+                .iter()
+                .map(|&trigger| TriggerDepth {
+                    trigger,
+                    pending: 0,
+                    in_flight: 0,
+                })
+                .collect();
+            let find = |ts: &mut Vec<TriggerDepth>, name: &str| ts.iter_mut().position(|d| d.trigger.as_str() == name);
+            for (name, n) in depth {
+                if let Some(i) = find(&mut triggers, &name) {
+                    triggers[i].pending += n;
+                }
+            }
+            for b in &open {
+                for (name, n) in batch_trigger_counts(conn, account_id, b)? {
+                    if let Some(i) = find(&mut triggers, &name) {
+                        triggers[i].pending -= n;
+                        triggers[i].in_flight += n;
+                    }
+                }
+            }
+            for d in &mut triggers {
+                d.pending = d.pending.max(0);
+            }
+            let pieces = open_pieces(conn, account_id, now, None)?;
+            let oldest = oldest_pending(conn, account_id, &pieces)?;
+            Ok(QueueStatus {
+                triggers,
+                oldest_pending_ms: oldest,
+                open_batches: open
+                    .into_iter()
+                    .map(|b| OpenBatch {
+                        id: b.id,
+                        consumer: b.consumer,
+                        expires_at_ms: b.expires_at,
+                        events: b.event_count,
+                    })
+                    .collect(),
+            })
+        })
+    }
+}

@@ -1,0 +1,85 @@
+//! Revoking a key ends what was opened with it, at once and on every node:
+//! PAINT contexts logged in with the key stop working (issue 11, item 2:
+//! getBatch kept working 8 minutes after the revocation, and each call
+//! renewed the context's idle timer).
+
+mod common;
+
+use common::paint::{call, item, login, request, text};
+use common::{opens, spawn_app, spawn_app_on, Backend, TestApp, ADMIN};
+use eventd::soapxml::map::MapValue;
+use serde_json::{json, Value};
+
+both!(revoking_a_key_ends_its_paint_contexts_on_every_node);
+
+async fn get_batch(app: &TestApp, ctx: &str, mark_read: &str) -> MapValue {
+    let process = item("markAsReadInd", mark_read) + &item("maxNotifications", "10");
+    call(
+        app,
+        request(Some(ctx), "bus_facade_eventNotification", "getBatch", "", &process),
+    )
+    .await
+}
+
+fn event_count(r: &MapValue) -> i64 {
+    match r
+        .get("resultData")
+        .and_then(|d| d.get("bus_entity_eventNotificationBatch"))
+        .and_then(|b| b.get("eventCount"))
+    {
+        Some(MapValue::Int(n)) => *n,
+        other => panic!("no eventCount in {r:?}: {other:?}"),
+    }
+}
+
+/// Two nodes on one database: a context opened on node A with a second key
+/// of the account; the key is revoked through node B; the context's next
+/// getBatch on node A (with markAsReadInd Y or N) is a security error and
+/// deletes nothing, while a context of the account's other key works on.
+async fn revoking_a_key_ends_its_paint_contexts_on_every_node(b: Backend) {
+    let a = spawn_app(b).await;
+    let node_b = spawn_app_on(b, &a.db_url, &[]).await;
+    let (id, first) = a.create_account("acme").await;
+    let r = a.post_empty(&format!("/v1/accounts/{id}/keys"), ADMIN).await;
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    let (key_id, second) = (
+        v["id"].as_str().unwrap().to_string(),
+        v["key"].as_str().unwrap().to_string(),
+    );
+    a.ingest(&first, &opens(3)).await;
+
+    let doomed = login(&a, "acme", &second).await;
+    let kept = login(&a, "acme", &first).await;
+    // The context works before the revocation (and leaves the events queued).
+    let r = get_batch(&a, &doomed, "N").await;
+    assert_eq!(text(r.get("result")), "success", "{r:?}");
+    assert_eq!(event_count(&r), 3);
+
+    let r = node_b.delete(&format!("/v1/accounts/{id}/keys/{key_id}"), ADMIN).await;
+    assert_eq!(r.status(), 204);
+
+    for mark in ["Y", "N", "Y"] {
+        let r = get_batch(&a, &doomed, mark).await;
+        assert_eq!(
+            text(r.get("result")),
+            "bean_exception_security",
+            "markAsReadInd {mark}: {r:?}"
+        );
+        let r = get_batch(&node_b, &doomed, mark).await;
+        assert_eq!(
+            text(r.get("result")),
+            "bean_exception_security",
+            "node B, {mark}: {r:?}"
+        );
+    }
+    // Nothing was marked read: the three events are all still queued.
+    assert_eq!(a.queue(&first).await["pending"], json!(3), "{}", a.queue(&first).await);
+    // Logging in again with the revoked key fails; the other key's context works.
+    let entity = item("userName", "acme") + &item("password", &second);
+    let r = call(&a, request(None, "bus_facade_context", "login", &entity, "")).await;
+    assert_eq!(text(r.get("result")), "bean_exception_security", "{r:?}");
+    let r = get_batch(&node_b, &kept, "Y").await;
+    assert_eq!(event_count(&r), 3, "{r:?}");
+    assert_eq!(a.queue(&first).await["pending"], json!(0));
+}
