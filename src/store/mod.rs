@@ -139,6 +139,28 @@ fn pg_conninfo(url: &str) -> String {
     format!("{url}{sep}gssencmode=disable")
 }
 
+/// Puts the SQLite file in WAL mode (a property of the file: set once,
+/// before any pool). Switching a new file's journal mode takes an exclusive
+/// lock without waiting on the busy timeout, so when several nodes start on
+/// one new file at once, the losers see "database is locked": they retry for
+/// as long as the busy timeout would have waited.
+fn set_wal(manager: &Manager) -> StoreResult<()> {
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let tried = manager.connect().and_then(|mut c| {
+            diesel::connection::SimpleConnection::batch_execute(&mut c, "PRAGMA journal_mode = WAL;")
+                .map_err(r2d2::Error::QueryError)
+        });
+        match tried {
+            Ok(()) => return Ok(()),
+            Err(e) if e.to_string().contains("locked") && std::time::Instant::now() < give_up => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(StoreError::Connect(e.to_string())),
+        }
+    }
+}
+
 /// Opens connections of the backend the URL names (never guessing: a
 /// PostgreSQL URL that fails to connect is an error, not a SQLite file).
 #[derive(Debug, Clone)]
@@ -216,10 +238,7 @@ impl Store {
             backend,
         };
         if backend == Backend::Sqlite {
-            // WAL is a property of the file: set it once, before any pool.
-            let mut c = manager.connect().map_err(|e| StoreError::Connect(e.to_string()))?;
-            diesel::connection::SimpleConnection::batch_execute(&mut c, "PRAGMA journal_mode = WAL;")
-                .map_err(|e| StoreError::Connect(e.to_string()))?;
+            set_wal(&manager)?;
         }
         let build = |size: u32| {
             Pool::builder()
