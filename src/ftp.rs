@@ -43,15 +43,10 @@ pub struct Uploader {
 /// A failed step: its name and the error.
 struct StepError(String, FtpError);
 
-fn clip(s: String) -> String {
-    if s.len() <= MAX_REPLY {
-        return s;
-    }
-    let mut end = MAX_REPLY;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
+/// At most MAX_REPLY bytes of `s`, cut at a character boundary.
+fn clip(mut s: String) -> String {
+    s.truncate(s.floor_char_boundary(MAX_REPLY));
+    s
 }
 
 trait Step<T> {

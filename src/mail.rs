@@ -110,15 +110,10 @@ fn percent_decode(s: &str) -> String {
         .unwrap_or_default()
 }
 
-fn clip(s: String) -> String {
-    if s.len() <= MAX_REPLY {
-        return s;
-    }
-    let mut end = MAX_REPLY;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
+/// At most MAX_REPLY bytes of `s`, cut at a character boundary.
+fn clip(mut s: String) -> String {
+    s.truncate(s.floor_char_boundary(MAX_REPLY));
+    s
 }
 
 impl Mailer {
