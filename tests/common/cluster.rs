@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use super::{eventd_command, free_port, ADMIN};
+use super::{free_port, serve_command, ADMIN};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -41,20 +41,10 @@ impl Node {
         let port = free_port();
         let log = dir.join(format!("node-{port}.log"));
         let file = std::fs::File::create(&log).unwrap();
-        let child = eventd_command()
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--database-url",
-                db_url,
-            ])
-            .args(["--http-workers", "2", "--db-pool-size", "6", "--allow-private-targets"])
+        let child = serve_command(db_url, port, &["--db-pool-size", "6", "--allow-private-targets"])
             .args(extra)
-            .env("EVENTD_ADMIN_TOKEN", ADMIN)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
             .stderr(file)
             .spawn()
             .expect("eventd binary starts");
