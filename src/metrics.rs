@@ -135,7 +135,7 @@ impl Metrics {
             storage_full: gauge(
                 &r,
                 "eventd_storage_full",
-                "1 while ingest is refused (507 storage_full): a storage watermark is reached",
+                "1 while storage is full: a storage watermark is reached (ingest is refused, 507 storage_full), or the database failed a write for lack of space in the last minute",
             ),
             queue_oldest_age,
             http_requests,

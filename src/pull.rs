@@ -155,7 +155,8 @@ impl Pull {
         Ok(outcome)
     }
 
-    /// Why ingest is refused now (a storage watermark), if it is.
+    /// Why storage is full now (a watermark, or the database recently out
+    /// of space), if it is; sets the `eventd_storage_full` gauge.
     pub async fn storage_full(&self) -> Option<String> {
         self.watermarks.state().await
     }

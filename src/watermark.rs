@@ -6,6 +6,11 @@
 //! `/readyz` says it, `eventd_storage_full` is 1, and a log line marks each
 //! change. Measured at most every [`SQLITE_EVERY`] / [`POSTGRES_EVERY`]
 //! (a stat and a statvfs of the SQLite file; `pg_database_size`).
+//!
+//! A real full disk (watermarks off, or passed in one step) shows as the
+//! database's own out-of-space errors: each answers 507 `storage_full`,
+//! and `/readyz` and the gauge report it from the last such error until an
+//! ingest commits or [`OUT_OF_SPACE_REPORTED`] passes without another.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -13,10 +18,13 @@ use std::time::{Duration, Instant};
 
 use prometheus::IntGauge;
 
+use crate::domain::time::now_ms;
 use crate::store::{Backend, Store, StoreError, StoreResult};
 
 const SQLITE_EVERY: Duration = Duration::from_millis(250);
 const POSTGRES_EVERY: Duration = Duration::from_secs(5);
+/// How long the database's last out-of-space error is reported.
+pub const OUT_OF_SPACE_REPORTED: Duration = Duration::from_secs(60);
 
 /// Free space to keep: bytes, or a percentage of the filesystem.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -130,15 +138,36 @@ impl Watermarks {
     }
 
     /// Ingest may go on: `Err(StorageFull)` while a watermark is reached.
+    /// (Not after the database's own out-of-space error: ingest is tried,
+    /// so it works again as soon as space is added.)
     pub async fn admit(&self) -> StoreResult<()> {
-        match self.state().await {
+        match self.watermark().await {
             None => Ok(()),
             Some(reason) => Err(StoreError::StorageFull(reason)),
         }
     }
 
-    /// Why ingest is refused now, if it is (for `/readyz`).
+    /// Why storage is full now, if it is (for `/readyz`; also sets the
+    /// gauge): a watermark, or a recent out-of-space error of the database.
     pub async fn state(&self) -> Option<String> {
+        let full = self.watermark().await.or_else(|| self.database_out_of_space());
+        self.inner.gauge.set(i64::from(full.is_some()));
+        full
+    }
+
+    fn database_out_of_space(&self) -> Option<String> {
+        let at = self.inner.store.out_of_space_at()?;
+        let ago = (now_ms() - at).max(0);
+        (ago < OUT_OF_SPACE_REPORTED.as_millis() as i64).then(|| {
+            format!(
+                "the database failed a write for lack of space {:.1} s ago (ingest, fetch and mark-read may fail until space is added)",
+                ago as f64 / 1000.0
+            )
+        })
+    }
+
+    /// Why ingest is refused by a watermark now, if it is.
+    async fn watermark(&self) -> Option<String> {
         if !self.enabled() {
             return None;
         }
@@ -172,7 +201,8 @@ impl Watermarks {
             (None, true) => tracing::info!("storage below its watermarks again: ingest accepted"),
             _ => {}
         }
-        i.gauge.set(i64::from(full.is_some()));
+        i.gauge
+            .set(i64::from(full.is_some() || self.database_out_of_space().is_some()));
         *last = Some(Measured {
             at: Instant::now(),
             full: full.clone(),

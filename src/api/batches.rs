@@ -75,6 +75,7 @@ pub struct Released {
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 503, body = ErrorBody),
+        (status = 507, description = "`storage_full`: the database is out of space (a fetch writes its batch)", body = ErrorBody),
     ))]
 pub async fn fetch(
     AccountAuth(account): AccountAuth,
@@ -150,6 +151,7 @@ fn batch_error(e: StoreError) -> ApiError {
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "Released, or expired and handed to another batch", body = ErrorBody),
         (status = 503, body = ErrorBody),
+        (status = 507, description = "`storage_full`: the database is out of space", body = ErrorBody),
     ))]
 pub async fn mark_read(
     AccountAuth(account): AccountAuth,
@@ -172,6 +174,7 @@ pub async fn mark_read(
         (status = 200, body = Released),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "Already marked read", body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 507, description = "`storage_full`: the database is out of space", body = ErrorBody),
     ))]
 pub async fn release(
     AccountAuth(account): AccountAuth,

@@ -88,8 +88,9 @@ impl ApiError {
         }
     }
 
-    /// 507 `storage_full`: no events are accepted until space is freed
-    /// (fetching and marking read go on, so consumers can drain).
+    /// 507 `storage_full`: a watermark is reached, no events are accepted
+    /// until space is freed (fetching and marking read go on, so consumers
+    /// can drain).
     pub fn storage_full() -> Self {
         ApiError {
             retry_after: Some(STORAGE_FULL_RETRY_AFTER),
@@ -97,6 +98,20 @@ impl ApiError {
                 StatusCode::INSUFFICIENT_STORAGE,
                 "storage_full",
                 "the server's storage is full: no events are accepted until consumers drain the queue or space is added; fetching and marking read work",
+            )
+        }
+    }
+
+    /// 507 `storage_full`: the database itself is out of space. Any write
+    /// may fail (a fetch claims a batch, a mark-read deletes rows), so the
+    /// message promises nothing about fetching.
+    pub fn out_of_space() -> Self {
+        ApiError {
+            retry_after: Some(STORAGE_FULL_RETRY_AFTER),
+            ..Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage_full",
+                "the database is out of space: nothing was done; writes (ingest, and also fetching and marking read) fail until space is added",
             )
         }
     }
@@ -168,6 +183,7 @@ impl From<StoreError> for ApiError {
                 ApiError::unavailable()
             }
             StoreError::StorageFull(_) => ApiError::storage_full(),
+            StoreError::OutOfSpace(_) => ApiError::out_of_space(),
             other => {
                 tracing::error!(error = %other, "storage failure");
                 ApiError::internal()

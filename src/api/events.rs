@@ -75,7 +75,7 @@ pub struct Ingested {
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, description = "Invalid; `details` lists every offending index and field", body = ErrorBody),
         (status = 503, description = "`database_unavailable`: nothing was stored; retry after `Retry-After`", body = ErrorBody),
-        (status = 507, description = "`storage_full`: a storage watermark is reached; nothing was stored (fetch and mark-read work)", body = ErrorBody),
+        (status = 507, description = "`storage_full`: a storage watermark is reached (fetch and mark-read work), or the database is out of space; nothing was stored", body = ErrorBody),
     ))]
 pub async fn ingest(
     AccountAuth(account): AccountAuth,
@@ -96,7 +96,7 @@ pub async fn ingest(
         (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody),
         (status = 503, description = "`database_unavailable`: nothing was stored; retry after `Retry-After`", body = ErrorBody),
-        (status = 507, description = "`storage_full`: a storage watermark is reached; nothing was stored", body = ErrorBody),
+        (status = 507, description = "`storage_full`: a storage watermark is reached, or the database is out of space; nothing was stored", body = ErrorBody),
     ))]
 pub async fn ingest_as_operator(
     _: OperatorAuth,

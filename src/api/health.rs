@@ -25,11 +25,12 @@ pub async fn healthz() -> HttpResponse {
     })
 }
 
-/// The database answers. Storage above a watermark is still ready (200,
-/// status `storage_full`): ingest is refused, but consumers must reach the
-/// node to drain the queue.
+/// The database answers. Storage above a watermark, or a database that
+/// failed a write for lack of space in the last minute, is still ready
+/// (200, status `storage_full`, the reason in `message`): ingest is refused,
+/// but consumers must reach the node to drain the queue.
 #[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "health", responses(
-    (status = 200, description = "Ready; status `storage_full` while ingest is refused (507)", body = Health),
+    (status = 200, description = "Ready; status `storage_full` while ingest is refused (507) or the database recently ran out of space", body = Health),
     (status = 503, description = "The database does not answer", body = ErrorBody),
 ))]
 pub async fn readyz(req: HttpRequest) -> Result<HttpResponse, ApiError> {

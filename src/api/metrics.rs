@@ -33,6 +33,8 @@ pub async fn render(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let now = now_ms();
     let ((depth, open, oldest), (suspended, dead)) =
         blocking(move || Ok::<_, StoreError>((store.queue_totals(now)?, store.push_totals()?))).await?;
+    // Sets the storage gauge (a watermark, or the database out of space).
+    st.pull.storage_full().await;
     let m = &st.metrics;
     m.queue_depth.set(depth);
     m.open_batches.set(open);

@@ -117,6 +117,13 @@ impl From<StoreError> for Fault {
                     "storage_full: the server's storage is full; no events are accepted until consumers drain the queue or space is added",
                 )
             },
+            StoreError::OutOfSpace(_) => Fault {
+                status: Some(StatusCode::INSUFFICIENT_STORAGE),
+                retry_after: Some(STORAGE_FULL_RETRY_AFTER),
+                ..Fault::server(
+                    "storage_full: the database is out of space; nothing was done; writes fail until space is added",
+                )
+            },
             other => {
                 tracing::error!(error = %other, "storage failure");
                 Fault::server("the server failed; the request may be retried")

@@ -209,7 +209,7 @@ impl Store {
     /// first is stored and the later one counted as a duplicate, whether
     /// they came in one request or two. Returns one outcome per job.
     pub fn ingest_group(&self, jobs: &[IngestJob]) -> Result<Vec<IngestOutcome>, StoreError> {
-        self.write(|conn| {
+        self.write_ingest(|conn| {
             let mut depth: BTreeMap<i64, BTreeMap<&str, i64>> = BTreeMap::new();
             let mut configs = HashMap::new();
             for job in jobs {

@@ -63,8 +63,16 @@ pub fn is_connection_lost(e: &Error) -> bool {
 
 /// The database is out of space: PostgreSQL's disk_full (SQLSTATE 53100,
 /// "could not extend file …: No space left on device", hint "Check free
-/// disk space."; diesel does not expose the SQLSTATE), SQLite's SQLITE_FULL
-/// ("database or disk is full").
+/// disk space."), SQLite's SQLITE_FULL ("database or disk is full").
+///
+/// By text, because diesel 2.3 exposes neither: it reads PostgreSQL's
+/// SQLSTATE only to pick one of a few `DatabaseErrorKind`s (53100 is
+/// `Unknown`) and SQLite's extended code likewise. SQLite's text is fixed
+/// (`sqlite3_errstr(SQLITE_FULL)`). PostgreSQL's follows the server's
+/// `lc_messages`: on a server with translated messages a full disk is not
+/// recognised (500 `internal_error`); `--max-db-size` refuses ingest before
+/// it fills. Both texts were seen on real full filesystems
+/// (`tests/disk_full.rs`).
 pub fn is_out_of_space(e: &Error) -> bool {
     match e {
         Error::DatabaseError(_, info) => {

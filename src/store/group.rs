@@ -120,15 +120,14 @@ fn writer(store: &Store, rx: &Mutex<Receiver<Pending>>) {
             }
             // No connection, or no space: retrying each alone would only
             // fail again.
-            Err(e) if e.is_unavailable() || matches!(e, StoreError::StorageFull(_)) => {
+            Err(e) if e.is_unavailable() || e.is_storage_full() => {
                 let message = e.to_string();
-                let full = matches!(e, StoreError::StorageFull(_));
                 for reply in replies {
                     let m = message.clone();
-                    let _ = reply.send(Err(if full {
-                        StoreError::StorageFull(m)
-                    } else {
-                        StoreError::Unavailable(m)
+                    let _ = reply.send(Err(match e {
+                        StoreError::StorageFull(_) => StoreError::StorageFull(m),
+                        StoreError::OutOfSpace(_) => StoreError::OutOfSpace(m),
+                        _ => StoreError::Unavailable(m),
                     }));
                 }
             }

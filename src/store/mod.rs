@@ -25,12 +25,16 @@ pub mod schema;
 pub mod secrets;
 pub mod triggers;
 
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::prelude::*;
 use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
 use diesel::{PgConnection, SqliteConnection};
+
+use crate::domain::time::now_ms;
 
 /// A connection to either backend.
 #[derive(diesel::MultiConnection)]
@@ -75,9 +79,14 @@ pub enum StoreError {
     /// The connection was lost or refused (see [`failure`]).
     #[error("database unavailable: {0}")]
     Unavailable(String),
-    /// Out of space: the database's own error, or a storage watermark.
+    /// A storage watermark is reached: ingest is refused before the disk
+    /// is full (fetch and mark-read go on).
     #[error("storage full: {0}")]
     StorageFull(String),
+    /// The database itself ran out of space: this statement failed, and
+    /// every write (a claim, a mark-read too) may fail until space is added.
+    #[error("database out of space: {0}")]
+    OutOfSpace(String),
     #[error("database unavailable: {0}")]
     Pool(#[from] r2d2::PoolError),
     #[error("cannot connect to the database: {0}")]
@@ -97,7 +106,7 @@ impl From<diesel::result::Error> for StoreError {
             StoreError::Unavailable(e.to_string())
         } else if failure::is_out_of_space(&e) {
             tracing::warn!(error = %e, "the database is out of space");
-            StoreError::StorageFull(e.to_string())
+            StoreError::OutOfSpace(e.to_string())
         } else {
             StoreError::Db(e)
         }
@@ -111,6 +120,12 @@ impl StoreError {
             self,
             StoreError::Pool(_) | StoreError::Connect(_) | StoreError::Unavailable(_)
         )
+    }
+
+    /// Refused for lack of space: a watermark, or the database's own error
+    /// (507 `storage_full`).
+    pub fn is_storage_full(&self) -> bool {
+        matches!(self, StoreError::StorageFull(_) | StoreError::OutOfSpace(_))
     }
 
     pub fn is_unique_violation(&self) -> bool {
@@ -225,6 +240,9 @@ pub struct Store {
     conninfo: String,
     read: Pool<Manager>,
     write: Pool<Manager>,
+    /// When (ms) the database last said it is out of space; 0 once an
+    /// ingest has committed since (see [`Store::out_of_space_at`]).
+    out_of_space_at: Arc<AtomicI64>,
 }
 
 impl Store {
@@ -260,7 +278,24 @@ impl Store {
             conninfo: manager.url.clone(),
             read,
             write,
+            out_of_space_at: Arc::default(),
         })
+    }
+
+    /// When the database last failed a statement for lack of space, unless
+    /// an ingest has committed since (for `/readyz` and the gauge: with the
+    /// watermarks off, a real full disk shows only in these errors).
+    pub fn out_of_space_at(&self) -> Option<i64> {
+        Some(self.out_of_space_at.load(Ordering::Relaxed)).filter(|t| *t > 0)
+    }
+
+    /// Remembers an out-of-space error, or forgets it after an ingest commit.
+    fn note_space<T>(&self, r: &StoreResult<T>, committed_ingest: bool) {
+        match r {
+            Err(StoreError::OutOfSpace(_)) => self.out_of_space_at.store(now_ms(), Ordering::Relaxed),
+            Ok(_) if committed_ingest => self.out_of_space_at.store(0, Ordering::Relaxed),
+            _ => {}
+        }
     }
 
     pub fn backend(&self) -> Backend {
@@ -279,6 +314,19 @@ impl Store {
     /// SQLite starts it with `BEGIN IMMEDIATE`, so it takes the write lock
     /// up front and never fails with SQLITE_BUSY half-way.
     pub fn write<T>(&self, f: impl FnOnce(&mut DbConn) -> StoreResult<T>) -> StoreResult<T> {
+        let r = self.write_inner(f);
+        self.note_space(&r, false);
+        r
+    }
+
+    /// [`Store::write`] for ingest: its commit also ends an out-of-space report.
+    pub(crate) fn write_ingest<T>(&self, f: impl FnOnce(&mut DbConn) -> StoreResult<T>) -> StoreResult<T> {
+        let r = self.write_inner(f);
+        self.note_space(&r, true);
+        r
+    }
+
+    fn write_inner<T>(&self, f: impl FnOnce(&mut DbConn) -> StoreResult<T>) -> StoreResult<T> {
         let mut pooled = self.writer()?;
         let conn: &mut DbConn = &mut pooled;
         match conn {
@@ -302,7 +350,10 @@ impl Store {
     /// Runs `f` on a read connection (no transaction).
     pub fn read<T>(&self, f: impl FnOnce(&mut DbConn) -> StoreResult<T>) -> StoreResult<T> {
         let mut pooled = self.reader()?;
-        f(&mut pooled)
+        let r = f(&mut pooled);
+        // (PostgreSQL spills large sorts to temporary files.)
+        self.note_space(&r, false);
+        r
     }
 
     /// Pool use, for /metrics: (connections, idle connections, most allowed).
