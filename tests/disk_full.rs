@@ -8,8 +8,8 @@
 //! - every answer is 202, or 507 `storage_full` / 503 with `Retry-After`
 //!   and a JSON error, never a 500 or another status;
 //! - `/readyz` says `storage_full` (still 200) and `eventd_storage_full`
-//!   is 1; fetch and mark-read answer 200 or 507 saying the database is
-//!   out of space (they write too), never 500;
+//!   is 1; fetch and mark-read (JSON, SOAP, a PAINT login) answer 200 or
+//!   507 saying the database is out of space (they write too), never 500;
 //! - every event answered 202 is fetched, and no event of a refused
 //!   request is (507 says "nothing was stored");
 //! - once the filler is removed, ingest works again without a restart,
@@ -211,6 +211,32 @@ async fn readyz(app: &TestApp) -> Value {
     r.json().await.unwrap()
 }
 
+const S11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+
+fn soap_fetch(app: &TestApp, key: &str) -> reqwest::RequestBuilder {
+    let body = format!(
+        r#"<s:Envelope xmlns:s="{S11}" xmlns:e="urn:eventd:eventNotification"><s:Body><e:fetchBatch><e:size>10</e:size></e:fetchBatch></s:Body></s:Envelope>"#
+    );
+    app.client
+        .post(app.url("/soap/eventNotification"))
+        .header("Content-Type", "text/xml; charset=utf-8")
+        .basic_auth("acme", Some(key))
+        .body(body)
+}
+
+fn paint_login(app: &TestApp, key: &str) -> reqwest::RequestBuilder {
+    let entity = format!(
+        "{}{}",
+        common::paint::item("userName", "acme"),
+        common::paint::item("password", key)
+    );
+    app.client
+        .post(app.url("/soap/paint"))
+        .header("Content-Type", "text/xml; charset=utf-8")
+        .header("SOAPAction", "\"\"")
+        .body(common::paint::request(None, "bus_facade_context", "login", &entity, ""))
+}
+
 /// Fetches and marks read until the queue is empty; the recipients seen.
 async fn drain(app: &TestApp, key: &str) -> Vec<String> {
     let mut all = Vec::new();
@@ -303,18 +329,36 @@ async fn a_full_disk_refuses_ingest_loses_nothing_and_recovers_without_a_restart
     assert!(ready["message"].as_str().unwrap().contains("lack of space"), "{ready}");
     assert_eq!(metric(&app.metrics().await, "eventd_storage_full"), 1.0);
     let mut fetched = Vec::new();
-    let mut open_batch = None;
     if let Some(batch) = while_full(app.post("/v1/batches", &key, &json!({"size": 50})).await, "fetch").await {
-        let id = batch["batch_id"].as_str().unwrap().to_string();
+        let id = batch["batch_id"].as_str().unwrap();
         let read = app.post_empty(&format!("/v1/batches/{id}/read"), &key).await;
-        let recipients = common::recipients(&batch);
-        match while_full(read, "mark read").await {
-            Some(_) => fetched.extend(recipients),
-            None => open_batch = Some((id, recipients)),
+        if while_full(read, "mark read").await.is_some() {
+            fetched.extend(common::recipients(&batch));
+        }
+    }
+    // The SOAP service and PAINT (a login writes its context): 200, or a
+    // Server fault with 507 and Retry-After.
+    for (what, request) in [
+        ("soap fetch", soap_fetch(&app, &key)),
+        ("paint login", paint_login(&app, &key)),
+    ] {
+        let r = request.send().await.unwrap();
+        let status = r.status().as_u16();
+        let retry_after = r.headers().get("retry-after").is_some();
+        let body = r.text().await.unwrap();
+        eprintln!("{b:?}: {what} while full: {status}");
+        match status {
+            // (PAINT answers its own failures with 200 and a `result`.)
+            200 => assert!(!body.contains("bean_exception"), "{what}: {body}"),
+            507 => assert!(
+                retry_after && body.contains("Server") && body.contains("out of space"),
+                "{what}: {body}"
+            ),
+            _ => panic!("{what} on a full disk answered {status}: {body}"),
         }
     }
 
-    // Space comes back: ingest works again, without a restart.    // Space comes back: ingest works again, without a restart.
+    // Space comes back: ingest works again, without a restart.
     std::fs::remove_file(&filler).unwrap();
     let again = events(999_999, 1);
     until("ingest accepted again", Duration::from_secs(30), || async {
@@ -324,10 +368,11 @@ async fn a_full_disk_refuses_ingest_loses_nothing_and_recovers_without_a_restart
     acked.extend(recipients_of(&again));
     assert_eq!(readyz(&app).await["status"], "ready");
     assert_eq!(metric(&app.metrics().await, "eventd_storage_full"), 0.0);
-    if let Some((id, recipients)) = open_batch {
-        let r = app.post_empty(&format!("/v1/batches/{id}/read"), &key).await;
-        assert_eq!(r.status(), 200, "the batch fetched while full, marked read after");
-        fetched.extend(recipients);
+    // Batches fetched while full and not marked read go back to the queue.
+    for open in app.queue(&key).await["open_batches"].as_array().unwrap() {
+        let id = open["batch_id"].as_str().unwrap();
+        let r = app.post_empty(&format!("/v1/batches/{id}/release"), &key).await;
+        assert_eq!(r.status(), 200, "release {id}");
     }
 
     fetched.extend(drain(&app, &key).await);

@@ -1,6 +1,6 @@
 //! What a PAINT call answers: `result` and `resultData`, or for a
-//! throttled client or an unreachable database a SOAP fault with its own
-//! HTTP status and `Retry-After`.
+//! throttled client, an unreachable database or one out of space a SOAP
+//! fault with its own HTTP status and `Retry-After`.
 
 use actix_web::http::{header, StatusCode};
 use actix_web::HttpResponse;
@@ -9,7 +9,7 @@ use crate::auth::{retry_after_secs, AuthError};
 use crate::soapxml::envelope::{FaultCode, SoapVersion};
 use crate::soapxml::http as soaphttp;
 use crate::soapxml::map::MapValue;
-use crate::store::failure::UNAVAILABLE_RETRY_AFTER;
+use crate::store::failure::{STORAGE_FULL_RETRY_AFTER, UNAVAILABLE_RETRY_AFTER};
 use crate::store::StoreError;
 
 /// What `result` says, and `resultData`.
@@ -23,6 +23,9 @@ pub(super) enum Outcome {
     Limited(std::time::Duration),
     /// The database cannot be reached: a Server fault with HTTP 503.
     Unavailable,
+    /// The database is out of space (a login or getBatch writes): a Server
+    /// fault with HTTP 507, as the SOAP service answers.
+    OutOfSpace,
 }
 
 impl Outcome {
@@ -46,12 +49,14 @@ impl Outcome {
                 MapValue::Str(AuthError::Limited(w).to_string()),
             ),
             Outcome::Unavailable => ("bean_exception_system", MapValue::str(UNAVAILABLE)),
+            Outcome::OutOfSpace => ("bean_exception_system", MapValue::str(OUT_OF_SPACE)),
         };
         MapValue::map(vec![("result", MapValue::str(result)), ("resultData", data)])
     }
 
     /// The answer of a call that is not a result: 429 for a throttled
-    /// client, a Server fault with 503 while the database is unreachable.
+    /// client, a Server fault with 503 while the database is unreachable,
+    /// with 507 while it is out of space.
     pub(super) fn http_fault(&self, v: SoapVersion) -> Option<HttpResponse> {
         let (status, code, message, wait) = match self {
             Outcome::Limited(w) => (
@@ -66,6 +71,12 @@ impl Outcome {
                 UNAVAILABLE.to_string(),
                 UNAVAILABLE_RETRY_AFTER,
             ),
+            Outcome::OutOfSpace => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                FaultCode::Server,
+                OUT_OF_SPACE.to_string(),
+                STORAGE_FULL_RETRY_AFTER,
+            ),
             _ => return None,
         };
         let mut r = soaphttp::fault_with_status(v, status, code, &message);
@@ -75,11 +86,17 @@ impl Outcome {
 }
 
 const UNAVAILABLE: &str = "the database is unavailable; nothing was done, retry shortly";
+const OUT_OF_SPACE: &str =
+    "storage_full: the database is out of space; nothing was done; writes fail until space is added";
 
 pub(super) fn system(e: StoreError) -> Outcome {
     if e.is_unavailable() {
         tracing::warn!(error = %e, "database unavailable");
         return Outcome::Unavailable;
+    }
+    if e.is_storage_full() {
+        tracing::warn!(error = %e, "PAINT request failed: no space");
+        return Outcome::OutOfSpace;
     }
     tracing::error!(error = %e, "PAINT request failed");
     Outcome::failed()
