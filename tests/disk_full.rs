@@ -12,7 +12,9 @@
 //!   507 saying the database is out of space (they write too), never 500;
 //! - every event answered 202 is fetched, and no event of a refused
 //!   request is (507 says "nothing was stored");
-//! - once the filler is removed, ingest works again without a restart,
+//! - a node started while the disk is full comes up and answers;
+//! - once space is added (SQLite: the filler removed; PostgreSQL: the
+//!   tmpfs grown), ingest works again without a restart,
 //!   and `/readyz` says `ready` again.
 //!
 //! Mounting needs root; without it the test says why and passes, except
@@ -68,6 +70,16 @@ impl SmallDisk {
         let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
         assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut s) }, 0);
         s.f_bavail as u64 * s.f_frsize as u64
+    }
+
+    /// Grows the filesystem in place (`mount -o remount,size=…`).
+    fn grow(&self, size: &str) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.dir)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "remount {}", self.dir.display());
     }
 
     /// Fills the disk with `filler` until `leave` bytes are free.
@@ -358,8 +370,21 @@ async fn a_full_disk_refuses_ingest_loses_nothing_and_recovers_without_a_restart
         }
     }
 
-    // Space comes back: ingest works again, without a restart.
-    std::fs::remove_file(&filler).unwrap();
+    // A node started while the disk is full (a restart) comes up and serves.
+    let restarted = spawn_app_on(b, &db_url, &[]).await;
+    readyz(&restarted).await;
+    while_full(
+        restarted.post("/v1/batches", &key, &json!({"size": 5})).await,
+        "fetch after a restart",
+    )
+    .await;
+
+    // Space comes back (SQLite: the filler removed; PostgreSQL: the
+    // filesystem grown): ingest works again, without a restart.
+    match b {
+        Backend::Sqlite => std::fs::remove_file(&filler).unwrap(),
+        Backend::Postgres => disk.grow("64m"),
+    }
     let again = events(999_999, 1);
     until("ingest accepted again", Duration::from_secs(30), || async {
         ingest(&app.client, &app.base, &key, &again).await.ok()
