@@ -90,15 +90,22 @@ struct ReceivedAt {
 /// received_at of the account's first event no open batch leases.
 fn oldest_pending(conn: &mut DbConn, account_id: i64, pieces: &[Piece]) -> QueryResult<Option<i64>> {
     for seg in leases::segments(pieces, leases::ALL, 0) {
+        // Every trigger allowed (no piece covers the stretch): no trigger
+        // condition, which PostgreSQL would count against the estimate.
+        let triggers = match seg.allowed {
+            leases::ALL => String::new(),
+            some => format!(
+                " AND trigger IN ({})",
+                leases::triggers_in(some)
+                    .map(|t| format!("'{}'", t.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        };
         let sql = format!(
-            "SELECT received_at FROM pull_queue WHERE account_id = {account_id} AND seq BETWEEN {} AND {} \
-             AND trigger IN ({}) ORDER BY seq LIMIT 1",
-            seg.lo,
-            seg.hi,
-            leases::triggers_in(seg.allowed)
-                .map(|t| format!("'{}'", t.as_str()))
-                .collect::<Vec<_>>()
-                .join(",")
+            "SELECT received_at FROM pull_queue WHERE account_id = {account_id} AND seq BETWEEN {} AND {}{triggers} \
+             ORDER BY seq LIMIT 1",
+            seg.lo, seg.hi,
         );
         let row: Vec<ReceivedAt> = on_conn!(&mut *conn, |c| diesel::sql_query(&sql).load(c))?;
         if let Some(r) = row.first() {
@@ -133,7 +140,7 @@ impl Store {
     /// Server-wide figures for /metrics: (stored pull events, open batches,
     /// received_at of the oldest event at the head of any account's queue).
     pub fn queue_totals(&self, now: i64) -> StoreResult<(i64, i64, Option<i64>)> {
-        self.read(|conn| {
+        self.read_by_index(|conn| {
             on_conn!(conn, |c| {
                 let depth: i64 = queue_depth::table
                     .select(queue_depth::events)
@@ -168,7 +175,7 @@ impl Store {
 
     pub fn queue_status(&self, account_id: i64) -> StoreResult<QueueStatus> {
         let now = now_ms();
-        self.read(|conn| {
+        self.read_by_index(|conn| {
             let depth: Vec<(String, i64)> = on_conn!(&mut *conn, |c| queue_depth::table
                 .filter(queue_depth::account_id.eq(account_id))
                 .select((queue_depth::trigger, queue_depth::events))
