@@ -236,4 +236,98 @@ mod tests {
         assert!(TriggerConfig::parse(&json!({"destination": "pull", "x": 1})).is_err());
         assert!(TriggerConfig::parse(&json!([])).is_err());
     }
+
+    fn ftp_body(extra: Value) -> Value {
+        let mut f = json!({"host": "ftp.example.com", "username": "acme", "password": "s3cret"});
+        for (k, x) in extra.as_object().unwrap() {
+            f[k] = x.clone();
+        }
+        json!({"destination": "ftp", "ftp": f})
+    }
+
+    #[test]
+    fn email_and_ftp_settings_are_validated_and_stored_normalised() {
+        let c = TriggerConfig::parse(&json!({"destination": "email", "email": {"to": [" ops@example.com "]}})).unwrap();
+        assert_eq!(
+            c.settings,
+            json!({"to": ["ops@example.com"], "digest_seconds": 0, "subject_prefix": ""})
+        );
+        assert_eq!(c.email().unwrap().to, vec!["ops@example.com"]);
+        assert_eq!((c.http(), c.ftp()), (None, None));
+        assert_eq!(c.public_settings(), c.settings);
+        for bad in [
+            json!({"destination": "email"}),
+            json!({"destination": "email", "email": {"to": "ops@example.com"}}),
+            // README: digest_seconds 0 or 60..86,400.
+            json!({"destination": "email", "email": {"to": ["a@x.test"], "digest_seconds": 59}}),
+        ] {
+            assert!(TriggerConfig::parse(&bad).is_err(), "{bad}");
+        }
+
+        let c = TriggerConfig::parse(&ftp_body(json!({"directory": " /in "}))).unwrap();
+        let f = c.ftp().unwrap();
+        assert_eq!(
+            (f.host.as_str(), f.directory.as_str(), f.port),
+            ("ftp.example.com", "/in", 21)
+        );
+        assert_eq!((c.http(), c.email()), (None, None));
+        assert_eq!(c.settings["password"], json!("s3cret"));
+        // GET never shows the password.
+        let shown = c.public_settings();
+        assert_eq!(shown["password_set"], json!(true));
+        assert!(shown.get("password").is_none(), "{shown}");
+        assert_eq!(shown["host"], json!("ftp.example.com"));
+        // A PUT of what GET showed keeps the password (README).
+        let again = TriggerConfig::parse_with(&json!({"destination": "ftp", "ftp": shown}), 60, Some(&c)).unwrap();
+        assert_eq!(again.ftp().unwrap().password, "s3cret");
+        assert!(TriggerConfig::parse(&json!({"destination": "ftp"})).is_err());
+        assert!(TriggerConfig::parse(&ftp_body(json!({"port": 0}))).is_err());
+    }
+
+    #[test]
+    fn periods_of_digests_and_files() {
+        let config = |body: Value| TriggerConfig::parse(&body).unwrap();
+        let email = |digest: u32| {
+            config(json!({"destination": "email", "email": {"to": ["a@x.test"], "digest_seconds": digest}}))
+        };
+        assert_eq!(email(0).period_ms(), None);
+        assert_eq!(email(3600).period_ms(), Some(3_600_000));
+        // SPEC §6: every_seconds defaults to 86,400.
+        assert_eq!(config(ftp_body(json!({}))).period_ms(), Some(86_400_000));
+        assert_eq!(config(ftp_body(json!({"every_seconds": 60}))).period_ms(), Some(60_000));
+        assert_eq!(http(json!({"url": "https://h.test/"})).unwrap().period_ms(), None);
+        assert_eq!(config(json!({"destination": "pull"})).period_ms(), None);
+    }
+
+    #[test]
+    fn delivery_settings_from_a_destination_row() {
+        let stored = |c: TriggerConfig| c.settings;
+        let h = stored(http(json!({"url": "https://h.test/"})).unwrap());
+        let e = stored(
+            TriggerConfig::parse(
+                &json!({"destination": "email", "email": {"to": ["a@x.test"], "digest_seconds": 600}}),
+            )
+            .unwrap(),
+        );
+        let f = stored(TriggerConfig::parse(&ftp_body(json!({"every_seconds": 120}))).unwrap());
+        let Some(DeliverySettings::Http(s)) = DeliverySettings::parse("http", &h) else {
+            panic!("http row not read")
+        };
+        assert_eq!(s.url, "https://h.test/");
+        assert_eq!(DeliverySettings::parse("http", &h).unwrap().period_ms(), None);
+        let Some(DeliverySettings::Email(s)) = DeliverySettings::parse("email", &e) else {
+            panic!("email row not read")
+        };
+        assert_eq!(s.to, vec!["a@x.test"]);
+        assert_eq!(DeliverySettings::parse("email", &e).unwrap().period_ms(), Some(600_000));
+        let one_by_one = json!({"to": ["a@x.test"], "digest_seconds": 0, "subject_prefix": ""});
+        assert_eq!(DeliverySettings::parse("email", &one_by_one).unwrap().period_ms(), None);
+        let Some(DeliverySettings::Ftp(s)) = DeliverySettings::parse("ftp", &f) else {
+            panic!("ftp row not read")
+        };
+        assert_eq!(s.password, "s3cret");
+        assert_eq!(DeliverySettings::parse("ftp", &f).unwrap().period_ms(), Some(120_000));
+        assert_eq!(DeliverySettings::parse("pull", &h), None);
+        assert_eq!(DeliverySettings::parse("email", &h), None);
+    }
 }

@@ -148,4 +148,18 @@ mod tests {
             assert!(err.contains(needle), "{bad}: {err}");
         }
     }
+
+    #[test]
+    fn twenty_recipients_and_the_period_bounds_of_the_readme() {
+        // README: `to` 1–20 addresses; digest_seconds 0, or 60..86,400.
+        let twenty: Vec<String> = (0..20).map(|i| format!("u{i}@x.test")).collect();
+        assert_eq!(EmailSettings::parse(&json!({"to": twenty}), 60).unwrap().to.len(), 20);
+        let digest = |v: Value| EmailSettings::parse(&json!({"to": ["a@x.test"], "digest_seconds": v}), 60);
+        let zero = digest(json!(0)).unwrap();
+        assert_eq!((zero.digest_seconds, zero.period_ms()), (0, None));
+        assert_eq!(digest(json!(60)).unwrap().period_ms(), Some(60_000));
+        assert_eq!(digest(json!(86_400)).unwrap().period_ms(), Some(86_400_000));
+        assert!(digest(json!(-1)).is_err());
+        assert!(digest(json!("60")).is_err());
+    }
 }

@@ -214,4 +214,47 @@ mod tests {
             "{d}"
         );
     }
+
+    #[test]
+    fn digest_summary_counts_each_trigger() {
+        let at = |id: &str, trigger: &str, received: &str| {
+            serde_json::json!({
+                "id": id, "trigger": trigger, "occurred_at": "2026-12-06T10:00:00.000Z",
+                "received_at": received,
+            })
+            .to_string()
+        };
+        let rows = [
+            at("e1", "OPEN", "2026-12-06T10:00:01.000Z"),
+            at("e2", "CLICK", "2026-12-06T10:00:02.000Z"),
+            at("e3", "OPEN", "2026-12-06T10:00:03.000Z"),
+            at("e4", "OPEN", "2026-12-06T10:00:04.000Z"),
+        ];
+        let events = parse_events(rows.iter().map(String::as_str));
+        let d = digest_text(&events, "eventd_7_OPEN_20261206T100000Z.csv");
+        assert!(d.starts_with("4 event(s)\r\n"), "{d}");
+        assert!(d.contains("\r\nOPEN: 3\r\nCLICK: 1\r\n"), "{d}");
+        assert!(d.contains("first received: 2026-12-06T10:00:01.000Z"), "{d}");
+        assert!(d.contains("last received:  2026-12-06T10:00:04.000Z"), "{d}");
+        assert!(d.contains("attached eventd_7_OPEN_20261206T100000Z.csv"), "{d}");
+    }
+
+    #[test]
+    fn digest_subjects_and_message_ids() {
+        let t = 1_796_556_000_000; // 2026-12-06T11:20:00Z
+        assert_eq!(
+            digest_subject("[acme]", "OPEN", 3, t),
+            "[acme] OPEN digest: 3 event(s) since 2026-12-06T11:20:00.000Z"
+        );
+        assert_eq!(
+            digest_subject("", "CLICK", 1, t),
+            "CLICK digest: 1 event(s) since 2026-12-06T11:20:00.000Z"
+        );
+        // README: `<{event id}@{from domain}>` and `<digest.{first id}.{last id}@…>`.
+        assert_eq!(event_message_id("evt_1", "mail.example.com"), "evt_1@mail.example.com");
+        assert_eq!(
+            digest_message_id("evt_1", "evt_9", "mail.example.com"),
+            "digest.evt_1.evt_9@mail.example.com"
+        );
+    }
 }

@@ -231,4 +231,50 @@ mod tests {
         assert!(with("mode", json!("active")).contains("unknown field 'ftp.mode'"));
         assert!(FtpSettings::parse(&json!({"host": "h", "username": "u"}), 60, None).is_err());
     }
+
+    #[test]
+    fn formats_tls_modes_and_periods_by_name() {
+        let with = |extra: Value| {
+            let mut b = base();
+            for (k, x) in extra.as_object().unwrap() {
+                b[k] = x.clone();
+            }
+            FtpSettings::parse(&b, 60, None).unwrap()
+        };
+        // SPEC §6: format csv or jsonl; tls explicit (the default) or none.
+        let s = with(json!({"format": "jsonl", "tls": "none", "port": 2121}));
+        assert_eq!((s.format, s.tls, s.port), (FileFormat::Jsonl, FtpTls::None, 2121));
+        let s = with(json!({"format": "csv", "tls": "explicit"}));
+        assert_eq!((s.format, s.tls), (FileFormat::Csv, FtpTls::Explicit));
+        // README: files end in .csv or .jsonl.
+        assert_eq!(
+            (FileFormat::Csv.extension(), FileFormat::Jsonl.extension()),
+            ("csv", "jsonl")
+        );
+        // SPEC §6: every_seconds defaults to 86,400 (one file a day).
+        assert_eq!(with(json!({})).period_ms(), 86_400_000);
+        assert_eq!(with(json!({"every_seconds": 60})).period_ms(), 60_000);
+    }
+
+    #[test]
+    fn hosts_are_names_or_ipv4_and_debug_shows_all_but_the_password() {
+        let s = FtpSettings::parse(&base(), 60, None).unwrap();
+        let shown = format!("{s:?}");
+        assert!(
+            shown.contains("ftp.example.com") && shown.contains("acme") && shown.contains("/in"),
+            "{shown}"
+        );
+        assert!(!shown.contains("s3cret"), "{shown}");
+        let host = |h: &str| {
+            let mut b = base();
+            b["host"] = json!(h);
+            FtpSettings::parse(&b, 60, None)
+        };
+        assert_eq!(host("192.0.2.7").unwrap().host, "192.0.2.7");
+        assert_eq!(host(" ftp.example.com ").unwrap().host, "ftp.example.com");
+        for bad in ["[::1]", "::1", "h/x", "a b"] {
+            let err = host(bad).unwrap_err().to_string();
+            assert!(err.contains("not a host name or IPv4 address"), "{bad}: {err}");
+        }
+    }
 }

@@ -245,3 +245,84 @@ pub const EVENT_FIELDS: [&str; 15] = [
     "external_id",
     "data",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Parses `{"url": …}` plus `extra`; the error as text.
+    fn parse(extra: Value) -> Result<HttpSettings, String> {
+        let mut v = json!({"url": "https://hooks.example.com/x"});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        HttpSettings::parse(&v).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn methods_and_formats_are_read_by_name() {
+        // README: method POST (body json or form) or GET, case-insensitive.
+        let s = parse(json!({"method": "post", "format": "form"})).unwrap();
+        assert_eq!((s.method, s.format), (HttpMethod::Post, BodyFormat::Form));
+        let s = parse(json!({"method": "POST", "format": "json"})).unwrap();
+        assert_eq!((s.method, s.format), (HttpMethod::Post, BodyFormat::Json));
+        assert!(parse(json!({"format": "xml"})).unwrap_err().contains("json or form"));
+    }
+
+    #[test]
+    fn batches_of_1_to_1000_need_post_and_json() {
+        // SPEC §6: batch_size 1..1000; above 1 the body is a JSON array.
+        assert_eq!(parse(json!({"batch_size": 1000})).unwrap().batch_size, 1000);
+        let s = parse(json!({"batch_size": 2, "method": "POST", "format": "json"})).unwrap();
+        assert_eq!(s.batch_size, 2);
+        for bad in [
+            json!({"batch_size": 2, "format": "form"}),
+            json!({"batch_size": 2, "method": "GET"}),
+        ] {
+            assert!(parse(bad).unwrap_err().contains("POST with format json"));
+        }
+        // One event per request: form and GET are fine.
+        assert_eq!(parse(json!({"batch_size": 1, "format": "form"})).unwrap().batch_size, 1);
+        assert_eq!(parse(json!({"batch_size": 1, "method": "GET"})).unwrap().batch_size, 1);
+    }
+
+    #[test]
+    fn url_of_at_most_2048_bytes() {
+        let at = format!("https://h.test/{}", "a".repeat(2048 - "https://h.test/".len()));
+        assert_eq!(at.len(), 2048);
+        assert_eq!(parse(json!({"url": at})).unwrap().url, at);
+        let over = format!("{at}b");
+        assert!(parse(json!({"url": over})).unwrap_err().contains("longer than 2048"));
+    }
+
+    #[test]
+    fn at_most_32_headers_of_printable_values_up_to_4096_bytes() {
+        let headers = |n: usize| -> Value {
+            (0..n)
+                .map(|i| (format!("X-H{i}"), json!("v")))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        };
+        assert_eq!(parse(json!({"headers": headers(32)})).unwrap().headers.len(), 32);
+        assert!(parse(json!({"headers": headers(33)}))
+            .unwrap_err()
+            .contains("more than 32"));
+
+        let long = "v".repeat(4096);
+        let s = parse(json!({"headers": {"X-Long": long, "X-Tab": "a\tb c~"}})).unwrap();
+        assert_eq!(s.headers[0], ("X-Long".to_string(), long.clone()));
+        assert_eq!(s.headers[1], ("X-Tab".to_string(), "a\tb c~".to_string()));
+        for bad in [
+            format!("{long}v"),
+            "a\rb".into(),
+            "a\nb".into(),
+            "a\0b".into(),
+            "a\u{1f}b".into(),
+            "a\u{7f}b".into(),
+        ] {
+            let err = parse(json!({"headers": {"X-Bad": bad}})).unwrap_err();
+            assert!(err.contains("printable text of at most 4096 bytes"), "{bad:?}: {err}");
+        }
+    }
+}
