@@ -9,7 +9,9 @@
 //! ingest figures (single events from 64 clients, batches of 100 and 1,000);
 //! `--shapes-only` only the queue-shape figures (`GET /v1/queue` deep, a
 //! one-trigger fetch behind other triggers, fetch while 30/100 consumers
-//! hold batches). `EVENTD_BENCH_BIN=path` benchmarks another eventd binary.
+//! hold batches); `--fetch-only` only fetch 10,000 + mark read (JSON), with
+//! the p50 of its parts. `EVENTD_BENCH_BIN=path` benchmarks another eventd
+//! binary.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,6 +34,8 @@ struct Opts {
     shapes_only: bool,
     /// Only push end to end (`--push-only`).
     push_only: bool,
+    /// Only fetch 10,000 + mark read, JSON, with its parts (`--fetch-only`).
+    fetch_only: bool,
     /// Run the churn test with this many events (0: not run); alone.
     churn: usize,
 }
@@ -57,6 +61,7 @@ fn opts() -> Opts {
         ingest_only: args.iter().any(|a| a == "--ingest-only"),
         shapes_only: args.iter().any(|a| a == "--shapes-only"),
         push_only: args.iter().any(|a| a == "--push-only"),
+        fetch_only: args.iter().any(|a| a == "--fetch-only"),
         churn: val("--churn").and_then(|v| v.parse().ok()).unwrap_or(0),
     }
 }
@@ -289,6 +294,29 @@ async fn fetch_with(client: &Client, base: &str, key: &str, body: Value, then: &
     (started.elapsed().as_secs_f64() * 1000.0, n)
 }
 
+/// [`fetch_ack`] in parts, in ms: the fetch until its last byte, the
+/// client's parse of the JSON (as `fetch_ack` does it), the mark-read.
+async fn fetch_parts(client: &Client, base: &str, key: &str, size: usize) -> [f64; 3] {
+    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1000.0;
+    let t = Instant::now();
+    let body = json!({"size": size});
+    let bytes = retried(|| client.post(format!("{base}/v1/batches")).bearer_auth(key).json(&body))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let fetch = ms(t);
+    let t = Instant::now();
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["events"].as_array().map(|a| a.len()), Some(size));
+    let parse = ms(t);
+    let t = Instant::now();
+    let id = v["batch_id"].as_str().unwrap();
+    let r = retried(|| client.post(format!("{base}/v1/batches/{id}/read")).bearer_auth(key)).await;
+    assert_eq!(r.status(), 200);
+    [fetch, parse, ms(t)]
+}
+
 /// Sends a request, again (up to 3 times) if the connection failed.
 async fn retried(make: impl Fn() -> reqwest::RequestBuilder) -> reqwest::Response {
     let mut tries = 0;
@@ -440,6 +468,28 @@ async fn run(backend: &str, o: &Opts) {
     if o.push_only {
         let (rate, floor) = push_e2e(&client, &base, push_n).await;
         println!("{backend}\tTABLE push end to end, batch_size 1, {push_n} events\t{rate:>8.0} deliveries/s\tfloor (plain client -> receiver, 32 connections) {floor:.0}/s");
+        println!("{backend}	server RSS peak\t{:>7.1} MB", rss_peak_mb(pid));
+        return;
+    }
+    if o.fetch_only {
+        let reps = if o.quick { 5 } else { 20 };
+        ingest(&client, &base, &key, 10_000 * reps, 1000, 2).await;
+        let (mut total, mut fetch, mut parse, mut read) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..reps {
+            let p = fetch_parts(&client, &base, &key, 10_000).await;
+            total.push(p[0] + p[1] + p[2]);
+            fetch.push(p[0]);
+            parse.push(p[1]);
+            read.push(p[2]);
+        }
+        println!(
+            "{backend}	TABLE fetch 10,000 + mark read, JSON	p50 {:>6.1} ms	p99 {:>6.1} ms	(p50 of the parts: fetch to last byte {:.1} ms, client JSON parse {:.1} ms, mark read {:.1} ms)",
+            pct(&mut total, 0.5),
+            pct(&mut total, 0.99),
+            pct(&mut fetch, 0.5),
+            pct(&mut parse, 0.5),
+            pct(&mut read, 0.5)
+        );
         println!("{backend}	server RSS peak\t{:>7.1} MB", rss_peak_mb(pid));
         return;
     }

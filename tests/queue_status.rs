@@ -1,5 +1,5 @@
 //! `GET /v1/queue`: what it reports while batches lease parts of the queue,
-//! on both backends.
+//! and what marking a batch read leaves in it, on both backends.
 
 mod common;
 
@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use common::{spawn_app, Backend};
 use serde_json::{json, Value};
 
-both!(oldest_pending_age_skips_leased_events_of_each_trigger);
+both!(
+    oldest_pending_age_skips_leased_events_of_each_trigger,
+    marking_a_one_trigger_batch_read_deletes_only_its_members,
+);
 
 fn age(q: &Value) -> Option<f64> {
     q["oldest_pending_age_seconds"].as_f64()
@@ -57,4 +60,57 @@ async fn oldest_pending_age_skips_leased_events_of_each_trigger(b: Backend) {
     let q = app.queue(&key).await;
     assert_eq!(q["oldest_pending_age_seconds"], Value::Null, "{q}");
     assert_eq!((q["pending"].as_i64(), q["in_flight"].as_i64()), (Some(0), Some(4)));
+}
+
+/// A batch of one trigger among others has members in many separate runs
+/// of the queue: marking it read deletes those and nothing between them,
+/// with a few runs (one range each) and with many (one member list).
+async fn marking_a_one_trigger_batch_read_deletes_only_its_members(b: Backend) {
+    let app = spawn_app(b).await;
+    let (_, key) = app.create_account("acme").await;
+    for runs in [3usize, 20] {
+        // OPEN, CLICK, CLICK, OPEN, CLICK, CLICK, ...: `runs` runs of CLICKs.
+        let events: Vec<Value> = (0..runs)
+            .flat_map(|i| {
+                [
+                    json!({"trigger": "OPEN", "recipient": format!("o{i}")}),
+                    json!({"trigger": "CLICK", "recipient": format!("c{i}a")}),
+                    json!({"trigger": "CLICK", "recipient": format!("c{i}b")}),
+                ]
+            })
+            .collect();
+        app.ingest(&key, &Value::Array(events)).await;
+        let clicks = app
+            .fetch(&key, &json!({"size": 1000, "consumer": "c", "triggers": ["CLICK"]}))
+            .await;
+        assert_eq!(clicks["count"], 2 * runs);
+        let id = clicks["batch_id"].as_str().unwrap();
+        let r = app.post_empty(&format!("/v1/batches/{id}/read"), &key).await;
+        assert_eq!(r.status(), 200);
+        let read: Value = r.json().await.unwrap();
+        assert_eq!(read["deleted"], 2 * runs, "{read}");
+
+        let q = app.queue(&key).await;
+        assert_eq!(
+            (q["pending"].as_i64(), q["in_flight"].as_i64()),
+            (Some(runs as i64), Some(0))
+        );
+        let rest = app.fetch(&key, &json!({"size": 1000, "consumer": "o"})).await;
+        let got: Vec<&str> = rest["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["recipient"].as_str().unwrap())
+            .collect();
+        let want: Vec<String> = (0..runs).map(|i| format!("o{i}")).collect();
+        assert_eq!(
+            got, want,
+            "{runs} runs: the OPEN events between the CLICK runs stay queued"
+        );
+        let id = rest["batch_id"].as_str().unwrap();
+        assert_eq!(
+            app.post_empty(&format!("/v1/batches/{id}/read"), &key).await.status(),
+            200
+        );
+    }
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 
+use super::schema::events;
 use super::DbConn;
 use crate::on_conn;
 
@@ -57,26 +58,55 @@ pub(crate) fn in_order(conn: &mut DbConn, account_id: i64, ids: &[&str]) -> Quer
     wanted.sort_unstable();
     wanted.dedup();
     let (lo, hi) = (wanted[0], wanted[wanted.len() - 1]);
-    let cap = 2 * wanted.len() + 64;
-    let sql = format!(
-        "SELECT id, payload FROM events WHERE account_id = {account_id} AND id >= {} AND id <= {} \
-         ORDER BY id LIMIT {cap}",
-        quoted(lo),
-        quoted(hi)
-    );
-    let rows: Vec<Payload> = on_conn!(&mut *conn, |c| diesel::sql_query(&sql).load(c))?;
-    let mut found: HashMap<String, String> = rows
-        .into_iter()
-        .filter(|r| wanted.binary_search(&r.id.as_str()).is_ok())
-        .map(|r| (r.id, r.payload))
-        .collect();
-    if found.len() < wanted.len() {
-        let missing: Vec<&str> = wanted.iter().copied().filter(|id| !found.contains_key(*id)).collect();
-        found.extend(by_ids(conn, account_id, &missing)?);
+    let cap = 2 * wanted.len() as i64 + 64;
+    // A typed statement (prepared once per connection, columns by position)
+    // rather than a new SQL text whose columns are looked up by name on
+    // every row.
+    let mut rows: Vec<(String, String)> = on_conn!(&mut *conn, |c| events::table
+        .filter(events::account_id.eq(account_id))
+        .filter(events::id.ge(lo))
+        .filter(events::id.le(hi))
+        .order(events::id)
+        .limit(cap)
+        .select((events::id, events::payload))
+        .load(c))?;
+    // Both sorted by id: keep the rows that are wanted, in one merge.
+    let mut w = 0;
+    rows.retain(|(id, _)| {
+        while w < wanted.len() && wanted[w] < id.as_str() {
+            w += 1;
+        }
+        w < wanted.len() && wanted[w] == id.as_str()
+    });
+    if rows.len() < wanted.len() {
+        let missing: Vec<&str> = wanted
+            .iter()
+            .copied()
+            .filter(|id| rows.binary_search_by(|(r, _)| r.as_str().cmp(id)).is_err())
+            .collect();
+        rows.extend(by_ids(conn, account_id, &missing)?);
+        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     }
+    // `rows` is in id order; `ids` (seq order) nearly always is too, so
+    // each id is usually the next row: a merge, with a binary search when
+    // it is not (no hashing of 10,000 ids).
+    let mut next = 0;
     Ok(ids
         .iter()
-        .map(|id| found.remove(*id).unwrap_or_else(|| missing_payload(id)))
+        .map(|id| {
+            let at = match rows.get(next) {
+                Some((r, _)) if r == id => Some(next),
+                _ => rows.binary_search_by(|(r, _)| r.as_str().cmp(id)).ok(),
+            };
+            match at {
+                // (Empty: already handed out for an earlier copy of the id.)
+                Some(i) if !rows[i].1.is_empty() => {
+                    next = i + 1;
+                    std::mem::take(&mut rows[i].1)
+                }
+                _ => missing_payload(id),
+            }
+        })
         .collect())
 }
 

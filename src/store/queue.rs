@@ -18,7 +18,7 @@ use diesel::sql_types::{BigInt, Text};
 
 use super::leases::{self, Mask, Piece, Segment};
 use super::payloads;
-use super::queue_rows::{open_pieces, seq_in, BatchRow, SeqTrigger, OPEN};
+use super::queue_rows::{member_conds, open_pieces, seq_in, BatchRow, SeqTrigger, OPEN};
 use super::queue_status::adjust_depth;
 pub use super::queue_status::{OpenBatch, QueueStatus, TriggerDepth};
 use super::schema::batches;
@@ -157,12 +157,17 @@ fn payloads_of(conn: &mut DbConn, account_id: i64, rows: &[Claimed]) -> QueryRes
     payloads::in_order(conn, account_id, &ids)
 }
 
-/// The rows matching `cond` (a batch's members), with their triggers.
-fn member_rows(conn: &mut DbConn, cond: &str) -> QueryResult<Vec<SeqTrigger>> {
-    on_conn!(conn, |c| diesel::sql_query(format!(
-        "SELECT seq, trigger FROM pull_queue WHERE {cond}"
-    ))
-    .load(c))
+/// The account's rows among `members` (a batch's) that still exist, with
+/// their triggers.
+fn member_rows(conn: &mut DbConn, account_id: i64, members: &[i64]) -> QueryResult<Vec<SeqTrigger>> {
+    let mut rows = Vec::with_capacity(members.len());
+    for cond in member_conds(conn, members) {
+        rows.extend(on_conn!(&mut *conn, |c| diesel::sql_query(format!(
+            "SELECT seq, trigger FROM pull_queue WHERE account_id = {account_id} AND {cond}"
+        ))
+        .load::<SeqTrigger>(c))?);
+    }
+    Ok(rows)
 }
 
 fn to_json(v: &impl serde::Serialize) -> String {
@@ -329,11 +334,10 @@ impl Store {
                 _ => {}
             }
             let members = b.members();
-            let mine = format!("account_id = {account_id} AND {}", seq_in(conn, &members));
             if b.expires_at <= now {
                 // Past its lease, its events may have gone to another batch
                 // (open now, or already read and deleted).
-                let still = member_rows(conn, &mine)?;
+                let still = member_rows(conn, account_id, &members)?;
                 let others = open_pieces(conn, account_id, now, Some(&b.id))?;
                 let taken = still
                     .iter()
@@ -348,10 +352,13 @@ impl Store {
                     )));
                 }
             }
-            let gone: Vec<SeqTrigger> = on_conn!(&mut *conn, |c| diesel::sql_query(format!(
-                "DELETE FROM pull_queue WHERE {mine} RETURNING seq, trigger"
-            ))
-            .load(c))?;
+            let mut gone: Vec<SeqTrigger> = Vec::with_capacity(members.len());
+            for cond in member_conds(conn, &members) {
+                gone.extend(on_conn!(&mut *conn, |c| diesel::sql_query(format!(
+                    "DELETE FROM pull_queue WHERE account_id = {account_id} AND {cond} RETURNING seq, trigger"
+                ))
+                .load::<SeqTrigger>(c))?);
+            }
             let mut per_trigger: BTreeMap<String, i64> = BTreeMap::new();
             for r in &gone {
                 *per_trigger.entry(r.trigger.clone()).or_default() += 1;
@@ -381,8 +388,7 @@ impl Store {
             close(conn, account_id, &b.id, RELEASED, 0)?;
             // What is available again now: its events that still exist and
             // that no other batch took after its lease ran out.
-            let mine = format!("account_id = {account_id} AND {}", seq_in(conn, &members));
-            let still = member_rows(conn, &mine)?;
+            let still = member_rows(conn, account_id, &members)?;
             let others = open_pieces(conn, account_id, now, Some(&b.id))?;
             let released = still
                 .iter()
