@@ -350,4 +350,55 @@ mod tests {
             assert_eq!(p.validate().unwrap_err().field, "wait_seconds", "{w}");
         }
     }
+
+    #[test]
+    fn validate_takes_spec_ranges_and_consumer_names() {
+        let p = |f: fn(&mut FetchParams)| {
+            let mut p = FetchParams::default();
+            f(&mut p);
+            p.validate()
+        };
+        // SPEC §5: size 1..10,000.
+        assert_eq!(p(|p| p.size = Some(1)).unwrap().0.size, 1);
+        assert_eq!(p(|p| p.size = Some(10_000)).unwrap().0.size, 10_000);
+        for size in [0, 10_001] {
+            let params = FetchParams {
+                size: Some(size),
+                ..Default::default()
+            };
+            assert_eq!(params.validate().unwrap_err().field, "size", "{size}");
+        }
+        // lease_seconds from 1; wait_seconds 0..20 (20 included).
+        assert_eq!(p(|p| p.lease_seconds = Some(1)).unwrap().0.lease_ms, 1_000);
+        assert_eq!(p(|p| p.lease_seconds = Some(0)).unwrap_err().field, "lease_seconds");
+        assert_eq!(p(|p| p.wait_seconds = Some(20.0)).unwrap().1, Duration::from_secs(20));
+        // Consumer names: 1 to 100 of letters, digits and - _ . : @.
+        let consumer = |name: &str| {
+            FetchParams {
+                consumer: Some(name.to_string()),
+                ..Default::default()
+            }
+            .validate()
+        };
+        let max = "c".repeat(100);
+        assert_eq!(consumer(&max).unwrap().0.consumer, max);
+        assert_eq!(consumer("crm-1_a.b:c@d").unwrap().0.consumer, "crm-1_a.b:c@d");
+        for bad in ["", &"c".repeat(101), "crm 1", "crm/1", "é"] {
+            assert_eq!(consumer(bad).unwrap_err().field, "consumer", "{bad:?}");
+        }
+        // Triggers: any case; an empty list means all of them.
+        let triggers = |t: &[&str]| {
+            FetchParams {
+                triggers: Some(t.iter().map(|s| s.to_string()).collect()),
+                ..Default::default()
+            }
+            .validate()
+        };
+        assert_eq!(
+            triggers(&["open", "CLICK"]).unwrap().0.triggers,
+            Some(vec![crate::domain::Trigger::Open, crate::domain::Trigger::Click])
+        );
+        assert_eq!(triggers(&[]).unwrap().0.triggers, None);
+        assert_eq!(triggers(&["NOPE"]).unwrap_err().field, "triggers");
+    }
 }

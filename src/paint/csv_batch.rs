@@ -188,4 +188,61 @@ mod tests {
              OPEN,ü@x.test,0193-1,2026-01-02T03:04:05Z,2026-01-02T03:04:06Z,,,,,,,,\r\n"
         );
     }
+
+    #[test]
+    fn every_column_of_the_readme_per_trigger() {
+        let full = |trigger| Event {
+            id: "e1".into(),
+            trigger,
+            occurred_at: "2026-01-02T03:04:05Z".into(),
+            received_at: "2026-01-02T03:04:06Z".into(),
+            recipient: Some("a@x.test".into()),
+            campaign_id: Some("c1".into()),
+            message_id: Some("m1".into()),
+            list_id: Some("l1".into()),
+            url: Some("https://x.test/".into()),
+            bounce_type: Some("hard".into()),
+            bounce_reason: Some("550 no such user".into()),
+            ip: Some("192.0.2.1".into()),
+            user_agent: Some("UA/1".into()),
+            external_id: Some("x1".into()),
+            data: serde_json::json!({"plan": "gold", "n": 3, "none": null})
+                .as_object()
+                .cloned(),
+        };
+        let custom: Vec<String> = ["plan", "n", "none", "absent"].map(String::from).to_vec();
+        let requested = [
+            (Trigger::Bounce, "BOUNCE"),
+            (Trigger::SoftBounce, "SOFTBOUNCE"),
+            (Trigger::Blocked, "BLOCKED"),
+            (Trigger::Failed, "FAILED"),
+            (Trigger::SmsFailed, "SMSFAILED"),
+            (Trigger::Open, "OPEN"),
+            (Trigger::Click, "CLICK"),
+            (Trigger::Delivery, "DELIVERY"),
+        ];
+        let events: Vec<Event> = requested.iter().map(|(t, _)| full(*t)).collect();
+        let b = build(&events, &custom, &requested).unwrap();
+        // README (PAINT): the common columns, then per trigger CLICK
+        // url,ip,userAgent; OPEN ip,userAgent; the bounces and failures
+        // bounceType,bounceReason; then externalId and the custom fields.
+        let common = "type,email,eventId,eventDate,receivedDate,campaignId,messageId,listId";
+        let values = "a@x.test,e1,2026-01-02T03:04:05Z,2026-01-02T03:04:06Z,c1,m1,l1";
+        let mut rows = String::new();
+        assert_eq!(b.meta.len(), requested.len());
+        for (name, header) in &b.meta {
+            let (extra_header, extra_values) = match *name {
+                "BOUNCE" | "SOFTBOUNCE" | "BLOCKED" | "FAILED" | "SMSFAILED" => {
+                    ("bounceType,bounceReason,", "hard,550 no such user,")
+                }
+                "OPEN" => ("ip,userAgent,", "192.0.2.1,UA/1,"),
+                "CLICK" => ("url,ip,userAgent,", "https://x.test/,192.0.2.1,UA/1,"),
+                _ => ("", ""),
+            };
+            assert_eq!(*header, format!("{common},{extra_header}externalId,plan,n,none,absent"));
+            rows.push_str(&format!("{name},{values},{extra_values}x1,gold,3,,\r\n"));
+        }
+        let raw = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(&b.data).unwrap()).unwrap();
+        assert_eq!(raw, rows);
+    }
 }
