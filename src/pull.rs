@@ -401,4 +401,26 @@ mod tests {
         assert_eq!(triggers(&[]).unwrap().0.triggers, None);
         assert_eq!(triggers(&["NOPE"]).unwrap_err().field, "triggers");
     }
+
+    #[test]
+    fn waiters_wake_their_account_and_forget_accounts_nobody_waits_on() {
+        let w = Waiters::default();
+        let mut a = w.subscribe(1);
+        let b = w.subscribe(2);
+        w.wake(1);
+        assert!(a.has_changed().unwrap(), "account 1 woken");
+        assert!(!b.has_changed().unwrap(), "account 2 left alone");
+        a.borrow_and_update();
+        // After the queue listener (re)connects: every account re-checks.
+        w.wake_all();
+        assert!(a.has_changed().unwrap() && b.has_changed().unwrap());
+        // Accounts whose waiters are gone are forgotten (memory stays bounded).
+        drop(b);
+        w.wake_all();
+        let accounts = |w: &Waiters| w.channels.lock().unwrap().keys().copied().collect::<Vec<_>>();
+        assert_eq!(accounts(&w), vec![1]);
+        drop(a);
+        w.wake(1);
+        assert_eq!(accounts(&w), Vec::<i64>::new());
+    }
 }
