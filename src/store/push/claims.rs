@@ -232,7 +232,8 @@ impl Store {
             let list: Vec<String> = ids.iter().map(i64::to_string).collect();
             let sql = format!(
                 "UPDATE deliveries SET lease_until = {lease_until}, claimed_by = '{worker}' \
-                 WHERE account_id = {account_id} AND id IN ({}) RETURNING id, event_id, failures, label, period_start",
+                 WHERE {} AND id IN ({}) RETURNING id, event_id, failures, label, period_start",
+                super::account_term(conn, account_id),
                 list.join(",")
             );
             debug_assert!(worker.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
@@ -289,9 +290,10 @@ impl Store {
             let mut renewed = Vec::new();
             for (account_id, ids) in held {
                 for chunk in ids.chunks(1000) {
+                    let account = super::of_account(conn, *account_id);
                     let done: Vec<i64> = on_conn!(&mut *conn, |c| diesel::update(
                         deliveries::table
-                            .filter(deliveries::account_id.eq(account_id))
+                            .filter(account.clone())
                             .filter(deliveries::id.eq_any(chunk))
                             .filter(deliveries::claimed_by.eq(worker))
                             .filter(deliveries::status.eq(PENDING))

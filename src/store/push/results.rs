@@ -149,8 +149,7 @@ impl Store {
                 let account_id = o.dest.account_id;
                 let ids: Vec<i64> = o.deliveries.iter().map(|(id, _)| *id).collect();
                 if o.kind == OutcomeKind::Released {
-                    let mine = deliveries::account_id
-                        .eq(account_id)
+                    let mine = super::of_account(conn, account_id)
                         .and(deliveries::id.eq_any(ids))
                         .and(deliveries::claimed_by.eq(worker));
                     on_conn!(&mut *conn, |c| diesel::update(deliveries::table.filter(mine))
@@ -174,8 +173,7 @@ impl Store {
                     });
                 }
                 let error_text = o.error.clone().map(|e| clip(&e));
-                let mine = deliveries::account_id
-                    .eq(account_id)
+                let mine = super::of_account(conn, account_id)
                     .and(deliveries::id.eq_any(ids.clone()))
                     .and(deliveries::claimed_by.eq(worker));
                 // Gives this worker's claim back: pending again from `next_at`.
@@ -240,8 +238,7 @@ impl Store {
                                 Some(delay) => (PENDING, now + delay),
                                 None => (DEAD, now),
                             };
-                            let mine = deliveries::account_id
-                                .eq(account_id)
+                            let mine = super::of_account(conn, account_id)
                                 .and(deliveries::id.eq_any(ids))
                                 .and(deliveries::claimed_by.eq(worker));
                             on_conn!(&mut *conn, |c| diesel::update(deliveries::table.filter(mine))
@@ -263,8 +260,7 @@ impl Store {
             }
             for ((account_id, code), ids) in delivered {
                 for ids in ids.chunks(1000) {
-                    let mine = deliveries::account_id
-                        .eq(account_id)
+                    let mine = super::of_account(conn, account_id)
                         .and(deliveries::id.eq_any(ids))
                         .and(deliveries::claimed_by.eq(worker));
                     on_conn!(&mut *conn, |c| diesel::update(deliveries::table.filter(mine))
