@@ -223,32 +223,6 @@ async fn readyz(app: &TestApp) -> Value {
     r.json().await.unwrap()
 }
 
-const S11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
-
-fn soap_fetch(app: &TestApp, key: &str) -> reqwest::RequestBuilder {
-    let body = format!(
-        r#"<s:Envelope xmlns:s="{S11}" xmlns:e="urn:eventd:eventNotification"><s:Body><e:fetchBatch><e:size>10</e:size></e:fetchBatch></s:Body></s:Envelope>"#
-    );
-    app.client
-        .post(app.url("/soap/eventNotification"))
-        .header("Content-Type", "text/xml; charset=utf-8")
-        .basic_auth("acme", Some(key))
-        .body(body)
-}
-
-fn paint_login(app: &TestApp, key: &str) -> reqwest::RequestBuilder {
-    let entity = format!(
-        "{}{}",
-        common::paint::item("userName", "acme"),
-        common::paint::item("password", key)
-    );
-    app.client
-        .post(app.url("/soap/paint"))
-        .header("Content-Type", "text/xml; charset=utf-8")
-        .header("SOAPAction", "\"\"")
-        .body(common::paint::request(None, "bus_facade_context", "login", &entity, ""))
-}
-
 /// Fetches and marks read until the queue is empty; the recipients seen.
 async fn drain(app: &TestApp, key: &str) -> Vec<String> {
     let mut all = Vec::new();
@@ -351,8 +325,8 @@ async fn a_full_disk_refuses_ingest_loses_nothing_and_recovers_without_a_restart
     // The SOAP service and PAINT (a login writes its context): 200, or a
     // Server fault with 507 and Retry-After.
     for (what, request) in [
-        ("soap fetch", soap_fetch(&app, &key)),
-        ("paint login", paint_login(&app, &key)),
+        ("soap fetch", common::paint::soap_fetch_request(&app, &key)),
+        ("paint login", common::paint::login_request(&app, &key)),
     ] {
         let r = request.send().await.unwrap();
         let status = r.status().as_u16();

@@ -12,16 +12,13 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{drop_pg_later, fresh_database, opens, spawn_app_on, until, Backend, TestApp};
+use common::{drop_pg_later, fresh_database, opens, spawn_app_on, until, Backend};
 use serde_json::{json, Value};
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 both!(an_unreachable_database_is_503_on_every_face_and_recovers);
-
-const S11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
-const TNS: &str = "urn:eventd:eventNotification";
 
 /// Forwards connections to PostgreSQL while up; when down, cuts the open
 /// ones and closes new ones at once.
@@ -83,34 +80,6 @@ async fn seen(r: reqwest::RequestBuilder) -> Seen {
     }
 }
 
-fn soap_fetch(app: &TestApp, key: &str) -> reqwest::RequestBuilder {
-    let body = format!(
-        r#"<s:Envelope xmlns:s="{S11}" xmlns:e="{TNS}"><s:Body><e:fetchBatch><e:size>10</e:size></e:fetchBatch></s:Body></s:Envelope>"#
-    );
-    app.client
-        .post(app.url("/soap/eventNotification"))
-        .header("Content-Type", "text/xml; charset=utf-8")
-        .basic_auth("acme", Some(key))
-        .body(body)
-}
-
-fn paint_login(app: &TestApp, key: &str) -> reqwest::RequestBuilder {
-    let body = format!(
-        r#"<E:Envelope xmlns:E="{S11}" xmlns:p="urn:localhost-paint" xmlns:x="http://www.w3.org/2001/XMLSchema-instance"
- xmlns:s="http://www.w3.org/2001/XMLSchema" xmlns:m="http://xml.apache.org/xml-soap"><E:Body><p:handleRequest>
-<contextId x:nil="true"/><className x:type="s:string">bus_facade_context</className>
-<processName x:type="s:string">login</processName><entityData x:type="m:Map">
-<item><key x:type="s:string">userName</key><value x:type="s:string">acme</value></item>
-<item><key x:type="s:string">password</key><value x:type="s:string">{key}</value></item>
-</entityData><processData x:nil="true"/></p:handleRequest></E:Body></E:Envelope>"#
-    );
-    app.client
-        .post(app.url("/soap/paint"))
-        .header("Content-Type", "text/xml; charset=utf-8")
-        .header("SOAPAction", "\"\"")
-        .body(body)
-}
-
 async fn an_unreachable_database_is_503_on_every_face_and_recovers(b: Backend) {
     if b == Backend::Sqlite {
         return; // an embedded file cannot become unreachable
@@ -124,7 +93,7 @@ async fn an_unreachable_database_is_503_on_every_face_and_recovers(b: Backend) {
     let app = spawn_app_on(b, &proxied, &[]).await;
     let (_, key) = app.create_account("acme").await;
     app.ingest(&key, &opens(3)).await;
-    assert_eq!(seen(soap_fetch(&app, &key)).await.status, 200);
+    assert_eq!(seen(common::paint::soap_fetch_request(&app, &key)).await.status, 200);
 
     proxy.set(false);
     let checks: Vec<(&str, Request<'_>)> = vec![
@@ -145,8 +114,8 @@ async fn an_unreachable_database_is_503_on_every_face_and_recovers(b: Backend) {
             "queue",
             Box::new(|| app.client.get(app.url("/v1/queue")).bearer_auth(&key)),
         ),
-        ("soap fetch", Box::new(|| soap_fetch(&app, &key))),
-        ("paint login", Box::new(|| paint_login(&app, &key))),
+        ("soap fetch", Box::new(|| common::paint::soap_fetch_request(&app, &key))),
+        ("paint login", Box::new(|| common::paint::login_request(&app, &key))),
         ("readyz", Box::new(|| app.client.get(app.url("/readyz")))),
     ];
     // Twice round: the first requests meet the pool's dead connections, the

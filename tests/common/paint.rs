@@ -97,3 +97,31 @@ pub async fn login(app: &TestApp, user: &str, key: &str) -> String {
             .and_then(|c| c.get("beanId")),
     )
 }
+
+/// An unsent PAINT login of `acme` with `key` (for tests that look at the
+/// raw answer: status, headers, faults).
+pub fn login_request(app: &TestApp, key: &str) -> reqwest::RequestBuilder {
+    app.client
+        .post(app.url("/soap/paint"))
+        .header("Content-Type", "text/xml; charset=utf-8")
+        .header("SOAPAction", "\"\"")
+        .body(request(
+            None,
+            "bus_facade_context",
+            "login",
+            &(item("userName", "acme") + &item("password", key)),
+            "",
+        ))
+}
+
+/// An unsent SOAP 1.1 `fetchBatch` of 10 for `acme` with `key` (Basic).
+pub fn soap_fetch_request(app: &TestApp, key: &str) -> reqwest::RequestBuilder {
+    let body = format!(
+        r#"<s:Envelope xmlns:s="{S11}" xmlns:e="urn:eventd:eventNotification"><s:Body><e:fetchBatch><e:size>10</e:size></e:fetchBatch></s:Body></s:Envelope>"#
+    );
+    app.client
+        .post(app.url("/soap/eventNotification"))
+        .header("Content-Type", "text/xml; charset=utf-8")
+        .basic_auth("acme", Some(key))
+        .body(body)
+}
