@@ -101,3 +101,71 @@ pub(super) fn system(e: StoreError) -> Outcome {
     tracing::error!(error = %e, "PAINT request failed");
     Outcome::failed()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn header(r: &HttpResponse, name: header::HeaderName) -> Option<String> {
+        r.headers().get(name).map(|v| v.to_str().unwrap().to_string())
+    }
+
+    #[test]
+    fn results_are_named_as_paint_clients_expect() {
+        assert_eq!(
+            Outcome::invalid("maxNotifications", "at most 10000").into_map(),
+            MapValue::map(vec![
+                ("result", MapValue::str("bean_exception_validation")),
+                (
+                    "resultData",
+                    MapValue::map(vec![("maxNotifications", MapValue::str("at most 10000"))])
+                ),
+            ])
+        );
+        let result = |o: Outcome| match o.into_map() {
+            MapValue::Map(items) => items[0].clone(),
+            other => panic!("not a map: {other:?}"),
+        };
+        let ok = MapValue::map(vec![("eventCount", MapValue::Int(0))]);
+        assert_eq!(
+            result(Outcome::Success(ok)),
+            ("result".into(), MapValue::str("success"))
+        );
+        for (o, name) in [
+            (Outcome::Security("bad key".into()), "bean_exception_security"),
+            (Outcome::Limited(Duration::from_secs(6)), "bean_exception_security"),
+            (Outcome::failed(), "bean_exception_system"),
+            (Outcome::Unavailable, "bean_exception_system"),
+            (Outcome::OutOfSpace, "bean_exception_system"),
+        ] {
+            assert_eq!(result(o), ("result".into(), MapValue::str(name)));
+        }
+    }
+
+    /// README: 429 for a limited client, 503 while the database cannot be
+    /// reached, 507 while it is out of space, each with `Retry-After`; any
+    /// other outcome is an ordinary answer.
+    #[test]
+    fn throttled_unreachable_and_full_are_faults_with_their_status() {
+        for v in [SoapVersion::V11, SoapVersion::V12] {
+            let limited = Outcome::Limited(Duration::from_millis(2500)).http_fault(v).unwrap();
+            assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+            // Rounded up: a client that waits that long is let in.
+            assert_eq!(header(&limited, header::RETRY_AFTER).as_deref(), Some("3"));
+            for (o, status) in [
+                (Outcome::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
+                (Outcome::OutOfSpace, StatusCode::INSUFFICIENT_STORAGE),
+            ] {
+                let r = o.http_fault(v).unwrap();
+                assert_eq!(r.status(), status);
+                let wait: u64 = header(&r, header::RETRY_AFTER).unwrap().parse().unwrap();
+                assert!(wait >= 1);
+            }
+            assert!(Outcome::failed().http_fault(v).is_none());
+            assert!(Outcome::Security("bad key".into()).http_fault(v).is_none());
+            assert!(Outcome::invalid("size", "too big").http_fault(v).is_none());
+        }
+    }
+}

@@ -144,4 +144,66 @@ mod tests {
         leases.forget(1, [8]);
         assert_eq!(leases.guard(1, &[7, 8], async { 5 }).await, None);
     }
+
+    #[test]
+    fn a_claim_is_leased_for_the_lease_from_now() {
+        // README: --push-lease, 60 s by default.
+        let leases = Leases::new(Duration::from_secs(60));
+        let before = now_ms();
+        let until = leases.for_claim();
+        assert!(
+            (before + 60_000..=now_ms() + 60_000).contains(&until),
+            "{until} vs {before}"
+        );
+    }
+
+    #[tokio::test]
+    async fn nothing_is_sent_within_a_quarter_of_a_lease_of_its_end() {
+        let leases = Leases::new(Duration::from_millis(400));
+        // 60 ms left of a 400 ms lease: inside the last quarter (100 ms).
+        leases.hold(1, [7], now_ms() + 60);
+        assert_eq!(leases.guard(1, &[7], async { 5 }).await, None);
+        // A send that never finishes is abandoned 100 ms before the end.
+        leases.hold(1, [7], now_ms() + 400);
+        let started = std::time::Instant::now();
+        assert_eq!(leases.guard(1, &[7], std::future::pending::<()>()).await, None);
+        assert!(
+            started.elapsed() < Duration::from_millis(360),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_heartbeat_stops_when_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(dir.path().join("t.db").to_str().unwrap(), 2).unwrap();
+        store.migrate().unwrap();
+        let leases = std::sync::Arc::new(Leases::new(Duration::from_millis(300)));
+        leases.hold(1, [7], leases.for_claim());
+        let (tx, rx) = watch::channel(false);
+        let l = leases.clone();
+        let beat = tokio::spawn(async move { l.heartbeat(store, "w1".into(), rx).await });
+        tx.send(true).unwrap();
+        // Until it returns or a deadline far beyond a beat (100 ms).
+        tokio::time::timeout(Duration::from_secs(5), beat)
+            .await
+            .expect("heartbeat still running")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_row_whose_result_is_written_is_not_sent_again() {
+        let leases = Leases::new(Duration::from_secs(60));
+        leases.hold(1, [7, 8], leases.for_claim());
+        assert_eq!(leases.guard(1, &[7, 8], async { 5 }).await, Some(5));
+        leases.forget(1, [8]);
+        assert_eq!(leases.guard(1, &[7], async { 5 }).await, Some(5));
+        assert_eq!(leases.guard(1, &[8], async { 5 }).await, None);
+        assert_eq!(
+            leases.guard(2, &[7], async { 5 }).await,
+            None,
+            "another account's row 7"
+        );
+    }
 }

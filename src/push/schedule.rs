@@ -83,4 +83,28 @@ mod tests {
         assert!(parse_schedule("5s*lots").is_err());
         assert!(parse_duration("h").is_err());
     }
+
+    #[test]
+    fn every_unit_and_spec_default_in_milliseconds() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_millis(30_000));
+        assert_eq!(parse_duration("30m").unwrap(), Duration::from_millis(1_800_000));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_millis(7_200_000));
+        assert_eq!(parse_duration(" 1h ").unwrap(), Duration::from_secs(3600));
+        assert!(parse_duration("2d").is_err());
+        // SPEC §6: 10 tries 30 s apart, then 10 tries 30 min apart.
+        let s = parse_schedule("30s*10,30m*10").unwrap();
+        assert_eq!(s[..10], [Duration::from_secs(30); 10]);
+        assert_eq!(s[10..], [Duration::from_secs(30 * 60); 10]);
+    }
+
+    #[test]
+    fn at_most_1000_retries_in_all_steps() {
+        assert_eq!(parse_schedule("1s*1000").unwrap().len(), 1000);
+        assert_eq!(parse_schedule("1s*600,2s*400").unwrap().len(), 1000);
+        assert!(parse_schedule("1s*1001").is_err());
+        assert!(parse_schedule("1s*600,2s*401").is_err());
+        // An absurd count is refused, not added up (and overflowed).
+        assert!(parse_schedule("1s,1s*18446744073709551615").is_err());
+    }
 }
