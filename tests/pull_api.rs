@@ -17,6 +17,7 @@ both!(
     expired_lease_redelivers,
     release_returns_events_at_once,
     long_poll_wakes_on_ingest,
+    long_poll_answers_an_ingest_through_another_server,
     long_polls_beyond_max_waiters_answer_at_once,
     auth_failures_are_401_or_403,
     foreign_batch_answers_as_unknown,
@@ -291,6 +292,59 @@ async fn long_poll_wakes_on_ingest(b: Backend) {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// Two servers on one database: a long poll on one answers an ingest
+/// through the other. PostgreSQL: each server keeps one connection
+/// LISTENing for the other servers' wake-ups (counted in
+/// `pg_stat_activity`) and re-checks the database only every 5 s. SQLite:
+/// no listener; a waiting poll re-checks every second. The ingest is sent
+/// as soon as the poll waits, so a poll that missed the wake-up (PostgreSQL)
+/// or re-checked at the 5 s interval (SQLite) answers about 5 s after it:
+/// the limit is half of that.
+async fn long_poll_answers_an_ingest_through_another_server(b: Backend) {
+    let a = spawn_app(b).await;
+    let other = common::spawn_app_on(b, &a.db_url, &[]).await;
+    let (_, key) = a.create_account("acme").await;
+    if b == Backend::Postgres {
+        // Counted by the database: one LISTEN connection per server.
+        let sql = "SELECT count(*) AS n FROM pg_stat_activity \
+                   WHERE datname = current_database() AND query = 'LISTEN eventd_queue'";
+        common::until("a listener per server", Duration::from_secs(30), || async {
+            (common::pg_count(&a.db_url, sql) == 2).then_some(())
+        })
+        .await;
+    }
+    let limit = Duration::from_millis(2500);
+    for round in 0..2 {
+        let (client, url, k) = (a.client.clone(), a.url("/v1/batches"), key.clone());
+        let poll = tokio::spawn(async move {
+            let v: Value = client
+                .post(url)
+                .bearer_auth(k)
+                .json(&json!({"wait_seconds": 20, "consumer": format!("c{round}")}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (v, Instant::now())
+        });
+        a.until_waiting(1.0).await;
+        let sent = Instant::now();
+        other
+            .ingest(
+                &key,
+                &json!({"trigger": "OPEN", "recipient": format!("r{round}@x.test")}),
+            )
+            .await;
+        let (v, answered) = poll.await.unwrap();
+        assert_eq!(recipients(&v), vec![format!("r{round}@x.test")]);
+        let took = answered.saturating_duration_since(sent);
+        assert!(took < limit, "round {round}: answered {took:?} after the ingest");
+        a.until_waiting(0.0).await;
+    }
 }
 
 async fn long_polls_beyond_max_waiters_answer_at_once(b: Backend) {

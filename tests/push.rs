@@ -31,6 +31,7 @@ both!(
     test_endpoint_reports_the_answer,
     a_stopping_worker_gives_back_what_it_holds,
     a_crashed_workers_claims_expire,
+    the_heartbeat_keeps_a_send_longer_than_its_lease_leased,
     closed_connections_fail_and_source_ip_is_used,
     redirects_are_not_followed_and_old_logs_are_pruned,
     resume_ends_a_retry_after_pause_at_once,
@@ -952,6 +953,44 @@ async fn a_crashed_workers_claims_expire(b: Backend) {
         list.iter().all(|d| d["status"] == "delivered" && d["attempts"] == 1),
         "{list:?}"
     );
+}
+
+/// A request that takes longer than the lease stays leased while the
+/// worker's heartbeat renews it (every third of a lease): it is not
+/// abandoned, and no other worker can claim its rows meanwhile.
+async fn the_heartbeat_keeps_a_send_longer_than_its_lease_leased(b: Backend) {
+    use eventd::push::lease::Leases;
+    use std::time::Duration;
+    let rx = Receiver::start().await;
+    let (_app, _key, store, dest, claim, lease_until) = two_claimed_on(b, &rx, "slow", 2000, "wrk_beat").await;
+    let leases = Arc::new(Leases::new(Duration::from_millis(2000)));
+    let ids: Vec<i64> = claim.rows.iter().map(|r| r.id).collect();
+    leases.hold(dest.account_id, ids.clone(), lease_until);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let beat = tokio::spawn({
+        let (leases, store) = (leases.clone(), store.clone());
+        async move { leases.heartbeat(store, "wrk_beat".into(), stopped).await }
+    });
+    // A send of two leases; halfway through, past the claim's lease, another
+    // worker tries to claim the rows.
+    let other = store.clone();
+    let send = async {
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        assert!(eventd::domain::time::now_ms() > lease_until);
+        let again = other
+            .claim_deliveries(&dest, 10, lease_until + 60_000, "wrk_other")
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        again.map(|c| c.rows.len())
+    };
+    let sent = leases.guard(dest.account_id, &ids, send).await;
+    assert_eq!(
+        sent,
+        Some(Some(0)),
+        "sent to the end, and nothing claimed by another worker"
+    );
+    stop.send(true).unwrap();
+    beat.await.unwrap();
 }
 
 /// A listener that accepts connections and closes them at once, and the

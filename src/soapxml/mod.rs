@@ -7,6 +7,8 @@ pub mod dom;
 pub mod envelope;
 pub mod http;
 pub mod map;
+#[cfg(test)]
+mod map_tests;
 pub mod write;
 
 pub const SOAP11_ENV: &str = "http://schemas.xmlsoap.org/soap/envelope/";

@@ -490,6 +490,17 @@ pub fn exec_sql(backend: Backend, db_url: &str, sql: &str) {
     }
 }
 
+/// The `n` (a `bigint`) of one row of `sql`, run on a PostgreSQL test database.
+pub fn pg_count(db_url: &str, sql: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut c = PgConnection::establish(db_url).unwrap();
+    diesel::sql_query(sql).get_result::<Row>(&mut c).unwrap().n
+}
+
 /// A simulated storage failure: renames every table but `accounts`,
 /// `api_keys`, `paint_contexts` and the migrations' (so logins still work
 /// and every queue statement fails); [`restore_tables`] undoes it.
