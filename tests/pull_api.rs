@@ -28,6 +28,7 @@ both!(
     operator_ingests_for_an_account,
     revoked_key_stops_working,
     fetch_defaults_to_1000_events_and_a_300_s_lease_of_at_most_12_h,
+    remaining_is_exact_at_any_depth_per_trigger_and_after_open_batches,
 );
 
 async fn ingest_fetch_mark_read_empties_the_queue(b: Backend) {
@@ -671,4 +672,46 @@ async fn fetch_defaults_to_1000_events_and_a_300_s_lease_of_at_most_12_h(b: Back
         .await;
     assert_eq!(v["count"], 1);
     assert!((43_190..=43_200).contains(&lease(&v)), "{}", lease(&v));
+}
+
+/// `remaining`: the fetched triggers' events still waiting after the batch,
+/// exact beyond 10,000, less what open batches (this one and others') hold,
+/// and back up when a batch is released.
+async fn remaining_is_exact_at_any_depth_per_trigger_and_after_open_batches(b: Backend) {
+    let app = spawn_app(b).await;
+    let (_, key) = app.create_account("acme").await;
+    for _ in 0..12 {
+        app.ingest(&key, &opens(1_000)).await;
+    }
+    let clicks: Vec<Value> = (0..7)
+        .map(|i| json!({"trigger": "CLICK", "recipient": format!("c{i}@x.test"), "url": "https://x.test/"}))
+        .collect();
+    app.ingest(&key, &Value::Array(clicks)).await;
+
+    let v = app.fetch(&key, &json!({"size": 5, "consumer": "a"})).await;
+    assert_eq!(v["count"], 5);
+    assert_eq!(v["remaining"], 12_007 - 5);
+    let a = v["batch_id"].as_str().unwrap().to_string();
+    // The same batch handed out again says the same.
+    let v = app.fetch(&key, &json!({"size": 5, "consumer": "a"})).await;
+    assert_eq!(v["batch_id"], a.as_str());
+    assert_eq!(v["remaining"], 12_007 - 5);
+
+    let v = app
+        .fetch(&key, &json!({"size": 2, "consumer": "b", "triggers": ["CLICK"]}))
+        .await;
+    assert_eq!(v["count"], 2);
+    assert_eq!(v["remaining"], 5, "CLICKs only");
+    let v = app
+        .fetch(&key, &json!({"size": 3, "consumer": "c", "triggers": ["OPEN"]}))
+        .await;
+    assert_eq!(v["remaining"], 12_000 - 5 - 3, "OPENs after a's and c's");
+    let c = v["batch_id"].as_str().unwrap().to_string();
+
+    let r = app.post_empty(&format!("/v1/batches/{a}/release"), &key).await;
+    assert_eq!(r.status(), 200);
+    let r = app.post_empty(&format!("/v1/batches/{c}/read"), &key).await;
+    assert_eq!(r.status(), 200);
+    let v = app.fetch(&key, &json!({"size": 1, "consumer": "d"})).await;
+    assert_eq!(v["remaining"], 12_007 - 3 - 2 - 1, "a's back, c's read, b's held");
 }

@@ -46,7 +46,7 @@ pub struct BatchView {
     #[schema(nullable = false)]
     consumer: Option<String>,
     expires_at: Option<String>,
-    /// Events still pending after this batch (exact up to 10,000, then capped).
+    /// Events of the fetched triggers still waiting after this batch (not in any open batch).
     remaining: i64,
     count: usize,
     /// Oldest first.

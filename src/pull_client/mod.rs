@@ -297,12 +297,6 @@ impl Progress {
         self.events += count as u64;
         self.batches += 1;
         self.busy += took;
-        // The server counts `remaining` up to 10,000 only.
-        let remaining = if remaining >= 10_000 {
-            "10000+".to_string()
-        } else {
-            remaining.to_string()
-        };
         eprintln!(
             "batch {id}: {count} events written and marked read; total {} events, {:.0} events/s, remaining {remaining}",
             self.events,

@@ -16,21 +16,16 @@ use std::collections::BTreeMap;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
-use super::leases::{self, Mask, Piece, Segment};
+use super::leases::{self, Piece, Segment};
 use super::payloads;
 use super::queue_rows::{member_conds, open_pieces, seq_in, BatchRow, SeqTrigger, OPEN};
-use super::queue_status::adjust_depth;
+use super::queue_status::{adjust_depth, pending_of};
 pub use super::queue_status::{OpenBatch, QueueStatus, TriggerDepth};
 use super::schema::batches;
 use super::{DbConn, Store, StoreError, StoreResult};
 use crate::domain::time::now_ms;
 use crate::domain::Trigger;
 use crate::on_conn;
-
-/// `remaining` is counted exactly up to this many events (one more full
-/// batch), so that a fetch on a queue of millions stays as fast as on a
-/// short one. `GET /v1/queue` counts everything.
-pub const REMAINING_CAP: i64 = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct FetchRequest {
@@ -48,7 +43,8 @@ pub struct Batch {
     pub consumer: String,
     pub expires_at_ms: i64,
     pub payloads: Vec<String>,
-    /// Events still available after this batch (capped at [`REMAINING_CAP`]).
+    /// Events of the fetched triggers still waiting after this batch (exact,
+    /// from the depth counters; see `queue_status::pending_of`).
     pub remaining: i64,
     /// False when this is the consumer's open batch handed out again.
     pub fresh: bool,
@@ -62,12 +58,6 @@ struct Claimed {
     trigger: String,
     #[diesel(sql_type = Text)]
     event_id: String,
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
 }
 
 const READ: &str = "read";
@@ -117,34 +107,6 @@ fn segment_sql(account_id: i64, seg: &Segment, cols: &str, limit: i64) -> String
         .map(|(i, p)| format!("SELECT {cols} FROM ({p}) t{i}"))
         .collect();
     format!("{} ORDER BY seq LIMIT {limit}", union.join(" UNION ALL "))
-}
-
-/// Available events of `wanted` after seq `after`, counted up to `cap`.
-fn count_available(
-    conn: &mut DbConn,
-    account_id: i64,
-    pieces: &[Piece],
-    wanted: Mask,
-    after: i64,
-    cap: i64,
-) -> QueryResult<i64> {
-    let mut n = 0;
-    for seg in leases::segments(pieces, wanted, after.saturating_add(1)) {
-        if n >= cap {
-            break;
-        }
-        let sql = format!(
-            "SELECT COUNT(*) AS n FROM ({}) c",
-            segment_sql(account_id, &seg, "seq", cap - n)
-        );
-        n += count(conn, &sql)?;
-    }
-    Ok(n.min(cap))
-}
-
-pub(super) fn count(conn: &mut DbConn, sql: &str) -> QueryResult<i64> {
-    let rows: Vec<Count> = on_conn!(conn, |c| diesel::sql_query(sql).load(c))?;
-    Ok(rows.first().map(|r| r.n).unwrap_or(0))
 }
 
 fn load_claimed(conn: &mut DbConn, sql: &str) -> QueryResult<Vec<Claimed>> {
@@ -252,12 +214,11 @@ impl Store {
                     seq_in(conn, &b.members())
                 );
                 let rows = load_claimed(conn, &sql)?;
-                let last = rows.last().map_or(0, |r| r.seq);
                 return Ok(Some(Batch {
                     id: b.id,
                     consumer: b.consumer,
                     expires_at_ms: b.expires_at,
-                    remaining: count_available(conn, account_id, &pieces, wanted, last, REMAINING_CAP)?,
+                    remaining: pending_of(conn, account_id, now, wanted)?,
                     payloads: payloads_of(conn, account_id, &rows)?,
                     fresh: false,
                 }));
@@ -281,10 +242,6 @@ impl Store {
             if rows.is_empty() {
                 return Ok(None);
             }
-            let last = rows[rows.len() - 1].seq;
-            let mut all = pieces;
-            all.extend_from_slice(&mine);
-            let left = count_available(conn, account_id, &all, wanted, last, REMAINING_CAP)?;
             let id = uuid::Uuid::now_v7().to_string();
             let expires_at = now + req.lease_ms;
             let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
@@ -306,6 +263,8 @@ impl Store {
                     batches::trigger_counts.eq(Some(to_json(&per_trigger))),
                 ))
                 .execute(c))?;
+            // After the insert: the new batch is among the open ones.
+            let left = pending_of(conn, account_id, now, wanted)?;
             Ok(Some(Batch {
                 id,
                 consumer: req.consumer.clone(),
