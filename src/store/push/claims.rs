@@ -229,30 +229,28 @@ impl Store {
                     config_version,
                 }));
             }
-            let list: Vec<String> = ids.iter().map(i64::to_string).collect();
-            let sql = format!(
-                "UPDATE deliveries SET lease_until = {lease_until}, claimed_by = '{worker}' \
-                 WHERE {} AND id IN ({}) RETURNING id, event_id, failures, label, period_start",
-                super::account_term(conn, account_id),
-                list.join(",")
-            );
-            debug_assert!(worker.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
-            let mut leased: Vec<Leased> = on_conn!(&mut *conn, |c| diesel::sql_query(&sql).load(c))?;
+            let mut leased = lease(conn, account_id, &ids, lease_until, worker)?;
             leased.sort_by_key(|r| r.id);
-            // Payloads are stored once, in the history.
-            let events: Vec<&str> = leased
+            // Payloads are stored once, in the history. Event ids are
+            // UUIDv7 and deliveries are made in ingest order, so the events
+            // of a claim are (nearly) consecutive in the history: one range
+            // read (`in_order`) rather than a lookup per event.
+            let mut events: Vec<&str> = leased
                 .iter()
                 .filter(|r| r.label.is_none())
                 .map(|r| r.event_id.as_str())
                 .collect();
-            let found = payloads::by_ids(conn, account_id, &events)?;
+            events.sort_unstable();
+            events.dedup();
+            let payloads = payloads::in_order(conn, account_id, &events)?;
+            let found: HashMap<String, String> = events.iter().map(|e| e.to_string()).zip(payloads).collect();
             let rows: Vec<ClaimedRow> = leased
                 .into_iter()
                 .map(|r| ClaimedRow {
                     payload: match r.label {
                         Some(_) => String::new(),
                         None => found
-                            .get(&r.event_id)
+                            .get(r.event_id.as_str())
                             .cloned()
                             .unwrap_or_else(|| payloads::missing_payload(&r.event_id)),
                     },
@@ -322,5 +320,56 @@ impl Store {
             ))
             .execute(c))?)
         })
+    }
+}
+
+/// (id, event_id, failures, label, period_start) of a leased row.
+type LeasedColumns = (i64, String, i64, Option<String>, Option<i64>);
+
+/// Marks the rows `ids` of the account leased to `worker` until
+/// `lease_until`; returns them. On PostgreSQL a typed statement (`id =
+/// ANY($1)`), prepared once per connection; on SQLite the ids are literals
+/// and the account term is `+account_id` ([`super::of_account`]).
+fn lease(conn: &mut DbConn, account_id: i64, ids: &[i64], lease_until: i64, worker: &str) -> StoreResult<Vec<Leased>> {
+    match conn {
+        DbConn::Pg(c) => {
+            let rows: Vec<LeasedColumns> = diesel::update(
+                deliveries::table
+                    .filter(deliveries::account_id.eq(account_id))
+                    .filter(deliveries::id.eq_any(ids)),
+            )
+            .set((
+                deliveries::lease_until.eq(lease_until),
+                deliveries::claimed_by.eq(worker),
+            ))
+            .returning((
+                deliveries::id,
+                deliveries::event_id,
+                deliveries::failures,
+                deliveries::label,
+                deliveries::period_start,
+            ))
+            .get_results(c)?;
+            Ok(rows
+                .into_iter()
+                .map(|(id, event_id, failures, label, period_start)| Leased {
+                    id,
+                    event_id,
+                    failures,
+                    label,
+                    period_start,
+                })
+                .collect())
+        }
+        DbConn::Sqlite(c) => {
+            let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+            debug_assert!(worker.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+            let sql = format!(
+                "UPDATE deliveries SET lease_until = {lease_until}, claimed_by = '{worker}' \
+                 WHERE +account_id = {account_id} AND id IN ({}) RETURNING id, event_id, failures, label, period_start",
+                list.join(",")
+            );
+            Ok(diesel::sql_query(&sql).load(c)?)
+        }
     }
 }

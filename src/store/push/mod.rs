@@ -18,6 +18,31 @@
 //! died) is claimable again. Results are written back in batches, and only
 //! for rows still claimed by the worker that reports them.
 
+/// Runs `$body` on the connection `$c` with `$f` bound to the filter "the
+/// rows `$ids` (a slice of delivery ids) of the account `$account` still
+/// claimed by `$worker`". On PostgreSQL every part is a typed expression
+/// (`id = ANY($n)`), so the statement is prepared once per connection and
+/// reused; on SQLite the account term is [`of_account`]'s `+account_id`.
+macro_rules! claimed_rows {
+    ($conn:expr, $account:expr, $ids:expr, $worker:expr, |$c:ident, $f:ident| $body:expr) => {
+        match $conn {
+            $crate::store::DbConn::Pg($c) => {
+                let $f = $crate::store::schema::deliveries::account_id
+                    .eq($account)
+                    .and($crate::store::schema::deliveries::id.eq_any($ids))
+                    .and($crate::store::schema::deliveries::claimed_by.eq($worker));
+                $body
+            }
+            $crate::store::DbConn::Sqlite($c) => {
+                let $f = diesel::dsl::sql::<diesel::sql_types::Bool>(&format!("+account_id = {}", $account))
+                    .and($crate::store::schema::deliveries::id.eq_any($ids))
+                    .and($crate::store::schema::deliveries::claimed_by.eq($worker));
+                $body
+            }
+        }
+    };
+}
+
 pub mod claims;
 pub mod destinations;
 pub mod log;

@@ -149,15 +149,14 @@ impl Store {
                 let account_id = o.dest.account_id;
                 let ids: Vec<i64> = o.deliveries.iter().map(|(id, _)| *id).collect();
                 if o.kind == OutcomeKind::Released {
-                    let mine = super::of_account(conn, account_id)
-                        .and(deliveries::id.eq_any(ids))
-                        .and(deliveries::claimed_by.eq(worker));
-                    on_conn!(&mut *conn, |c| diesel::update(deliveries::table.filter(mine))
-                        .set((
-                            deliveries::lease_until.eq(None::<i64>),
-                            deliveries::claimed_by.eq(None::<String>),
-                        ))
-                        .execute(c))?;
+                    claimed_rows!(&mut *conn, account_id, &ids, worker, |c, mine| diesel::update(
+                        deliveries::table.filter(mine)
+                    )
+                    .set((
+                        deliveries::lease_until.eq(None::<i64>),
+                        deliveries::claimed_by.eq(None::<String>),
+                    ))
+                    .execute(c))?;
                     continue;
                 }
                 for (id, _) in &o.deliveries {
@@ -173,25 +172,22 @@ impl Store {
                     });
                 }
                 let error_text = o.error.clone().map(|e| clip(&e));
-                let mine = super::of_account(conn, account_id)
-                    .and(deliveries::id.eq_any(ids.clone()))
-                    .and(deliveries::claimed_by.eq(worker));
                 // Gives this worker's claim back: pending again from `next_at`.
                 macro_rules! unclaim {
                     ($next_at:expr) => {
-                        on_conn!(&mut *conn, |c| diesel::update(
-                            deliveries::table.filter(mine)
-                        )
-                        .set((
-                            deliveries::next_at.eq($next_at),
-                            deliveries::attempts.eq(deliveries::attempts + 1),
-                            deliveries::lease_until.eq(None::<i64>),
-                            deliveries::claimed_by.eq(None::<String>),
-                            deliveries::updated_at.eq(now),
-                            deliveries::last_status_code.eq(o.status_code),
-                            deliveries::last_error.eq(&error_text),
-                        ))
-                        .execute(c))?
+                        claimed_rows!(&mut *conn, account_id, &ids, worker, |c, mine| {
+                            diesel::update(deliveries::table.filter(mine))
+                                .set((
+                                    deliveries::next_at.eq($next_at),
+                                    deliveries::attempts.eq(deliveries::attempts + 1),
+                                    deliveries::lease_until.eq(None::<i64>),
+                                    deliveries::claimed_by.eq(None::<String>),
+                                    deliveries::updated_at.eq(now),
+                                    deliveries::last_status_code.eq(o.status_code),
+                                    deliveries::last_error.eq(&error_text),
+                                ))
+                                .execute(c)
+                        })?
                     };
                 }
                 let version = versions.get(&o.dest).copied().flatten();
@@ -238,49 +234,43 @@ impl Store {
                                 Some(delay) => (PENDING, now + delay),
                                 None => (DEAD, now),
                             };
-                            let mine = super::of_account(conn, account_id)
-                                .and(deliveries::id.eq_any(ids))
-                                .and(deliveries::claimed_by.eq(worker));
-                            on_conn!(&mut *conn, |c| diesel::update(deliveries::table.filter(mine))
-                                .set((
-                                    deliveries::status.eq(status),
-                                    deliveries::attempts.eq(deliveries::attempts + 1),
-                                    deliveries::failures.eq(tries),
-                                    deliveries::next_at.eq(next_at),
-                                    deliveries::lease_until.eq(None::<i64>),
-                                    deliveries::claimed_by.eq(None::<String>),
-                                    deliveries::updated_at.eq(now),
-                                    deliveries::last_status_code.eq(o.status_code),
-                                    deliveries::last_error.eq(&error_text),
-                                ))
-                                .execute(c))?;
+                            claimed_rows!(&mut *conn, account_id, &ids, worker, |c, mine| diesel::update(
+                                deliveries::table.filter(mine)
+                            )
+                            .set((
+                                deliveries::status.eq(status),
+                                deliveries::attempts.eq(deliveries::attempts + 1),
+                                deliveries::failures.eq(tries),
+                                deliveries::next_at.eq(next_at),
+                                deliveries::lease_until.eq(None::<i64>),
+                                deliveries::claimed_by.eq(None::<String>),
+                                deliveries::updated_at.eq(now),
+                                deliveries::last_status_code.eq(o.status_code),
+                                deliveries::last_error.eq(&error_text),
+                            ))
+                            .execute(c))?;
                         }
                     }
                 }
             }
             for ((account_id, code), ids) in delivered {
                 for ids in ids.chunks(1000) {
-                    let mine = super::of_account(conn, account_id)
-                        .and(deliveries::id.eq_any(ids))
-                        .and(deliveries::claimed_by.eq(worker));
-                    on_conn!(&mut *conn, |c| diesel::update(deliveries::table.filter(mine))
-                        .set((
-                            deliveries::status.eq(DELIVERED),
-                            deliveries::attempts.eq(deliveries::attempts + 1),
-                            deliveries::lease_until.eq(None::<i64>),
-                            deliveries::claimed_by.eq(None::<String>),
-                            deliveries::updated_at.eq(now),
-                            deliveries::last_status_code.eq(code),
-                            deliveries::last_error.eq(None::<String>),
-                        ))
-                        .execute(c))?;
+                    claimed_rows!(&mut *conn, account_id, ids, worker, |c, mine| diesel::update(
+                        deliveries::table.filter(mine)
+                    )
+                    .set((
+                        deliveries::status.eq(DELIVERED),
+                        deliveries::attempts.eq(deliveries::attempts + 1),
+                        deliveries::lease_until.eq(None::<i64>),
+                        deliveries::claimed_by.eq(None::<String>),
+                        deliveries::updated_at.eq(now),
+                        deliveries::last_status_code.eq(code),
+                        deliveries::last_error.eq(None::<String>),
+                    ))
+                    .execute(c))?;
                 }
             }
-            for chunk in attempts.chunks(500) {
-                on_conn!(&mut *conn, |c| diesel::insert_into(delivery_attempts::table)
-                    .values(chunk)
-                    .execute(c))?;
-            }
+            insert_attempts(conn, &attempts)?;
             let mut stopped = Vec::new();
             for (dest, h) in health {
                 let current: Option<(String, i64)> = on_conn!(&mut *conn, |c| push_destinations::table
@@ -332,6 +322,44 @@ impl Store {
             Ok(stopped)
         })
     }
+}
+
+/// Writes the attempt log rows. PostgreSQL: one `INSERT … SELECT FROM
+/// UNNEST` of one array per column, whatever the number of rows (one
+/// short statement to parse, 8 parameters), where a multi-row VALUES list
+/// binds 8 parameters per row; SQLite: multi-row inserts.
+fn insert_attempts(conn: &mut DbConn, attempts: &[NewAttempt]) -> StoreResult<()> {
+    use diesel::sql_types::{Array, BigInt, Nullable, Text};
+    match conn {
+        DbConn::Pg(c) => {
+            for chunk in attempts.chunks(5000) {
+                let col = |f: fn(&NewAttempt) -> i64| chunk.iter().map(f).collect::<Vec<i64>>();
+                let text = |f: for<'b> fn(&'b NewAttempt<'b>) -> Option<&'b str>| {
+                    chunk.iter().map(f).collect::<Vec<Option<&str>>>()
+                };
+                diesel::sql_query(
+                    "INSERT INTO delivery_attempts (account_id, delivery_id, attempted_at, url, status_code, \
+                     latency_ms, error, response) SELECT * FROM UNNEST($1::bigint[], $2::bigint[], \
+                     $3::bigint[], $4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::text[])",
+                )
+                .bind::<Array<BigInt>, _>(col(|a| a.account_id))
+                .bind::<Array<BigInt>, _>(col(|a| a.delivery_id))
+                .bind::<Array<BigInt>, _>(col(|a| a.attempted_at))
+                .bind::<Array<Text>, _>(chunk.iter().map(|a| a.url).collect::<Vec<&str>>())
+                .bind::<Array<Nullable<BigInt>>, _>(chunk.iter().map(|a| a.status_code).collect::<Vec<_>>())
+                .bind::<Array<BigInt>, _>(col(|a| a.latency_ms))
+                .bind::<Array<Nullable<Text>>, _>(text(|a| a.error))
+                .bind::<Array<Nullable<Text>>, _>(text(|a| a.response))
+                .execute(c)?;
+            }
+        }
+        DbConn::Sqlite(c) => {
+            for chunk in attempts.chunks(500) {
+                diesel::insert_into(delivery_attempts::table).values(chunk).execute(c)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
