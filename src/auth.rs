@@ -4,6 +4,7 @@
 //! client address ([`failures`]).
 
 pub mod failures;
+pub mod key_cache;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -13,7 +14,9 @@ use base64::Engine;
 use subtle::ConstantTimeEq;
 
 use failures::FailureLimiter;
+use key_cache::KeyCache;
 
+use crate::domain::keys;
 use crate::store::accounts::Account;
 use crate::store::{Store, StoreError};
 
@@ -103,6 +106,8 @@ pub struct Authenticator {
     store: Store,
     admin_token: Option<String>,
     failures: Arc<FailureLimiter>,
+    /// Keys verified before, for ingest ([`Authenticator::cached_key`]).
+    keys: Arc<KeyCache>,
 }
 
 impl Authenticator {
@@ -111,6 +116,7 @@ impl Authenticator {
             store,
             admin_token: admin_token.filter(|t| !t.is_empty()),
             failures: Arc::new(failures),
+            keys: Arc::default(),
         }
     }
 
@@ -147,6 +153,35 @@ impl Authenticator {
                 Err(AuthError::Invalid)
             }
         }
+    }
+
+    /// For ingest: an account key found in the cache of keys verified
+    /// before, with its hash, without a database query (see `key_cache.rs`:
+    /// the ingest transaction checks the key is still live). `None` when it
+    /// is not cached: then [`Authenticator::authenticate`] and
+    /// [`Authenticator::remember`].
+    pub fn cached_key(
+        &self,
+        creds: Option<&Credentials>,
+        client: Option<IpAddr>,
+    ) -> Option<Result<(Account, String), AuthError>> {
+        let hash = keys::hash(creds?.secret());
+        let account = self.keys.get(&hash)?;
+        Some(self.check_client(client).map(|()| (account, hash)))
+    }
+
+    /// Caches a key just found live for `account`; returns its hash.
+    pub fn remember(&self, secret: &str, account: &Account) -> String {
+        let hash = keys::hash(secret);
+        self.keys.insert(hash.clone(), account.clone());
+        hash
+    }
+
+    /// A cached key the database no longer knows as live (revoked): it is
+    /// forgotten, and counted as a failed authentication of the client.
+    pub fn forget(&self, key_hash: &str, client: Option<IpAddr>) {
+        self.keys.remove(key_hash);
+        self.failed(client);
     }
 
     /// `Limited` when the client address has no attempt left.

@@ -138,9 +138,17 @@ impl Pull {
 
     /// The one entry point of ingest for every face: answers after the
     /// commit that holds the events (shared with concurrent requests).
-    pub async fn ingest(&self, account_id: i64, events: Vec<NewEvent>) -> StoreResult<IngestOutcome> {
+    /// `key_hash`: the API key the events came with, checked live in the
+    /// same transaction (if it is not, nothing is stored and the outcome
+    /// says `key_revoked`).
+    pub async fn ingest(
+        &self,
+        account_id: i64,
+        events: Vec<NewEvent>,
+        key_hash: Option<String>,
+    ) -> StoreResult<IngestOutcome> {
         self.watermarks.admit().await?;
-        let outcome = self.ingest.ingest(account_id, events).await?;
+        let outcome = self.ingest.ingest(account_id, events, key_hash).await?;
         for (trigger, n) in &outcome.by_trigger {
             self.metrics
                 .events_ingested

@@ -10,7 +10,10 @@ use common::{opens, spawn_app, spawn_app_on, Backend, TestApp, ADMIN};
 use eventd::soapxml::map::MapValue;
 use serde_json::{json, Value};
 
-both!(revoking_a_key_ends_its_paint_contexts_on_every_node);
+both!(
+    revoking_a_key_ends_its_paint_contexts_on_every_node,
+    a_revoked_key_ingests_nothing_on_any_node_though_ingest_remembers_keys,
+);
 
 async fn get_batch(app: &TestApp, ctx: &str, mark_read: &str) -> MapValue {
     let process = item("markAsReadInd", mark_read) + &item("maxNotifications", "10");
@@ -82,4 +85,44 @@ async fn revoking_a_key_ends_its_paint_contexts_on_every_node(b: Backend) {
     let r = get_batch(&node_b, &kept, "Y").await;
     assert_eq!(event_count(&r), 3, "{r:?}");
     assert_eq!(a.queue(&first).await["pending"], json!(0));
+}
+
+/// Ingest remembers keys it verified (no database query per request), yet
+/// a key revoked through another node stops ingesting at once: node A has
+/// just ingested with the key (so it knows it), node B revokes it, and A's
+/// next ingests with it are 401 and store nothing, singly and in concurrent
+/// requests that share a commit with the account's other, live key.
+async fn a_revoked_key_ingests_nothing_on_any_node_though_ingest_remembers_keys(b: Backend) {
+    let a = spawn_app(b).await;
+    let node_b = spawn_app_on(b, &a.db_url, &[]).await;
+    let (id, first) = a.create_account("acme").await;
+    let r = a.post_empty(&format!("/v1/accounts/{id}/keys"), ADMIN).await;
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    let (key_id, second) = (
+        v["id"].as_str().unwrap().to_string(),
+        v["key"].as_str().unwrap().to_string(),
+    );
+    a.ingest(&second, &opens(2)).await;
+    a.ingest(&second, &opens(1)).await;
+
+    let r = node_b.delete(&format!("/v1/accounts/{id}/keys/{key_id}"), ADMIN).await;
+    assert_eq!(r.status(), 204);
+
+    let r = a.post("/v1/events", &second, &opens(5)).await;
+    assert_eq!(r.status(), 401);
+    let one = opens(1);
+    let sends = (0..20).map(|i| {
+        let key = if i % 2 == 0 { &first } else { &second };
+        a.post("/v1/events", key, &one)
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(sends)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    let expected: Vec<u16> = (0..20).map(|i| if i % 2 == 0 { 202 } else { 401 }).collect();
+    assert_eq!(statuses, expected);
+    // The 3 events before the revocation and the live key's 10.
+    assert_eq!(a.queue(&first).await["pending"], json!(13));
 }

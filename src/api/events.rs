@@ -8,7 +8,8 @@ use utoipa::ToSchema;
 
 use super::accounts::no_account;
 use super::error::{not_found_as, ApiError, ErrorBody};
-use super::extract::{blocking, read_json, state, AccountAuth, OperatorAuth};
+use super::extract::{blocking, read_json, state, IngestAuth, OperatorAuth};
+use crate::auth::AuthError;
 use crate::domain::event::validate_all;
 use crate::domain::time::now_ms;
 use crate::domain::Trigger;
@@ -77,13 +78,9 @@ pub struct Ingested {
         (status = 503, description = "`database_unavailable`: nothing was stored; retry after `Retry-After`", body = ErrorBody),
         (status = 507, description = "`storage_full`: a storage watermark is reached (fetch and mark-read work), or the database is out of space; nothing was stored", body = ErrorBody),
     ))]
-pub async fn ingest(
-    AccountAuth(account): AccountAuth,
-    req: HttpRequest,
-    body: web::Payload,
-) -> Result<HttpResponse, ApiError> {
+pub async fn ingest(auth: IngestAuth, req: HttpRequest, body: web::Payload) -> Result<HttpResponse, ApiError> {
     let value = read_json(&req, body).await?;
-    accept(&req, account.id, value).await
+    accept(&req, auth.account.id, value, Some(auth.key_hash)).await
 }
 
 /// Ingests events for any account (operator token).
@@ -108,10 +105,17 @@ pub async fn ingest_as_operator(
     let value = read_json(&req, body).await?;
     let store = state(&req).store.clone();
     blocking(move || store.find_account(account_id).map_err(not_found_as(no_account()))).await?;
-    accept(&req, account_id, value).await
+    accept(&req, account_id, value, None).await
 }
 
-async fn accept(req: &HttpRequest, account_id: i64, value: Option<Value>) -> Result<HttpResponse, ApiError> {
+/// Validates and stores; `key_hash`: the caller's API key, checked live in
+/// the transaction that stores the events (None: the operator).
+async fn accept(
+    req: &HttpRequest,
+    account_id: i64,
+    value: Option<Value>,
+    key_hash: Option<String>,
+) -> Result<HttpResponse, ApiError> {
     let items = match value {
         None => {
             return Err(ApiError::unprocessable(
@@ -140,7 +144,14 @@ async fn accept(req: &HttpRequest, account_id: i64, value: Option<Value>) -> Res
         ApiError::unprocessable("validation_failed", message).with_details(json!(errs.0))
     })?;
     drop(items);
-    let outcome = state(req).pull.ingest(account_id, events).await?;
+    let st = state(req);
+    let outcome = st.pull.ingest(account_id, events, key_hash.clone()).await?;
+    if outcome.key_revoked {
+        if let Some(hash) = &key_hash {
+            st.auth.forget(hash, req.peer_addr().map(|a| a.ip()));
+        }
+        return Err(AuthError::Invalid.into());
+    }
     Ok(HttpResponse::Accepted().json(Ingested {
         accepted: outcome.accepted,
         duplicates: outcome.duplicates,

@@ -22,13 +22,16 @@ pub fn state(req: &HttpRequest) -> web::Data<AppState> {
         .expect("AppState is registered by startup")
 }
 
-async fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
-    let st = state(req);
-    let creds = req
-        .headers()
+fn credentials(req: &HttpRequest) -> Option<Credentials> {
+    req.headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(Credentials::from_header);
+        .and_then(Credentials::from_header)
+}
+
+async fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
+    let st = state(req);
+    let creds = credentials(req);
     let auth = st.auth.clone();
     let client = req.peer_addr().map(|a| a.ip());
     blocking(move || auth.authenticate(creds.as_ref(), client)).await
@@ -60,17 +63,53 @@ fn extract_principal<T: 'static>(req: &HttpRequest, accept: fn(Principal) -> Res
 /// The calling account (an API key). The operator token is refused here.
 pub struct AccountAuth(pub Account);
 
+fn account_only(p: Principal) -> Result<AccountAuth, ApiError> {
+    match p {
+        Principal::Account(a) => Ok(AccountAuth(a)),
+        Principal::Operator => Err(ApiError::forbidden(
+            "account_key_required",
+            "this endpoint needs an account's API key, not the operator token",
+        )),
+    }
+}
+
 impl FromRequest for AccountAuth {
     type Error = ApiError;
     type Future = Extracted<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        extract_principal(req, |p| match p {
-            Principal::Account(a) => Ok(AccountAuth(a)),
-            Principal::Operator => Err(ApiError::forbidden(
-                "account_key_required",
-                "this endpoint needs an account's API key, not the operator token",
-            )),
+        extract_principal(req, account_only)
+    }
+}
+
+/// The calling account for ingest, like [`AccountAuth`], but a key verified
+/// before is taken from the cache of verified keys (no database query, no
+/// blocking thread); `key_hash` goes with the events, and the ingest
+/// transaction checks that the key is still live (`auth/key_cache.rs`).
+pub struct IngestAuth {
+    pub account: Account,
+    pub key_hash: String,
+}
+
+impl FromRequest for IngestAuth {
+    type Error = ApiError;
+    type Future = Extracted<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let st = state(&req);
+            let creds = credentials(&req);
+            let client = req.peer_addr().map(|a| a.ip());
+            if let Some(hit) = st.auth.cached_key(creds.as_ref(), client) {
+                let (account, key_hash) = hit?;
+                return Ok(IngestAuth { account, key_hash });
+            }
+            let AccountAuth(account) = account_only(authenticate(&req).await?)?;
+            // (Authenticated, so there were credentials.)
+            let secret = creds.as_ref().map_or("", Credentials::secret);
+            let key_hash = st.auth.remember(secret, &account);
+            Ok(IngestAuth { account, key_hash })
         })
     }
 }

@@ -10,7 +10,7 @@ use super::bulk::{Col, Unnest};
 use super::push::parcels::period_end;
 use super::push::{NewDelivery, OPEN, PENDING};
 use super::queue_status::adjust_depth;
-use super::schema::{deliveries, events, pull_queue};
+use super::schema::{api_keys, deliveries, events, pull_queue};
 use super::triggers::{load_config_rows, to_map};
 use super::{DbConn, Store, StoreError};
 use crate::domain::{Destination, NewEvent, Trigger};
@@ -83,6 +83,9 @@ pub struct IngestOutcome {
     pub pushed: usize,
     /// Accepted events per trigger, for metrics.
     pub by_trigger: Vec<(Trigger, usize)>,
+    /// The request's API key was no longer live at the commit (revoked):
+    /// none of its events was stored.
+    pub key_revoked: bool,
 }
 
 /// Inserts a chunk's events into the history with their queue seqs (None:
@@ -198,6 +201,28 @@ fn insert_deliveries(conn: &mut DbConn, rows: &[NewDelivery]) -> QueryResult<()>
 pub struct IngestJob {
     pub account_id: i64,
     pub events: Vec<NewEvent>,
+    /// The hash of the API key the request came with (None: the operator):
+    /// its events are stored only if the key is live in the transaction.
+    pub key_hash: Option<String>,
+}
+
+/// Which of the jobs' API keys are live (not revoked) now: one query for
+/// the whole group. The request was authenticated from a cache of keys
+/// verified before (`auth/key_cache.rs`); this makes a revocation count
+/// from its commit, whichever node or process made it.
+fn live_keys(conn: &mut DbConn, jobs: &[IngestJob]) -> QueryResult<HashSet<String>> {
+    let mut hashes: Vec<&str> = jobs.iter().filter_map(|j| j.key_hash.as_deref()).collect();
+    hashes.sort_unstable();
+    hashes.dedup();
+    if hashes.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let live: Vec<String> = on_conn!(conn, |c| api_keys::table
+        .filter(api_keys::key_hash.eq_any(&hashes))
+        .filter(api_keys::revoked_at.is_null())
+        .select(api_keys::key_hash)
+        .load(c))?;
+    Ok(live.into_iter().collect())
 }
 
 impl Store {
@@ -211,6 +236,11 @@ impl Store {
     pub fn ingest_group(&self, jobs: &[IngestJob]) -> Result<Vec<IngestOutcome>, StoreError> {
         self.write_ingest(|conn| {
             let mut depth: BTreeMap<i64, BTreeMap<&str, i64>> = BTreeMap::new();
+            let mut outcomes = vec![IngestOutcome::default(); jobs.len()];
+            let live = live_keys(conn, jobs)?;
+            for (job, o) in jobs.iter().zip(&mut outcomes) {
+                o.key_revoked = job.key_hash.as_ref().is_some_and(|h| !live.contains(h));
+            }
             let mut configs = HashMap::new();
             for job in jobs {
                 if let Entry::Vacant(v) = configs.entry(job.account_id) {
@@ -225,10 +255,10 @@ impl Store {
                     .map(|t| t.destination)
                     .unwrap_or_default()
             };
-            let mut outcomes = vec![IngestOutcome::default(); jobs.len()];
             let all: Vec<(usize, i64, &NewEvent)> = jobs
                 .iter()
                 .enumerate()
+                .filter(|(j, _)| !outcomes[*j].key_revoked)
                 .flat_map(|(j, job)| job.events.iter().map(move |e| (j, job.account_id, e)))
                 .collect();
             for chunk in all.chunks(CHUNK) {

@@ -60,10 +60,21 @@ impl GroupCommit {
     }
 
     /// Stores one request's events; answers after the commit that holds them.
-    pub async fn ingest(&self, account_id: i64, events: Vec<NewEvent>) -> StoreResult<IngestOutcome> {
+    /// `key_hash` (the caller's API key) is checked live in that
+    /// transaction.
+    pub async fn ingest(
+        &self,
+        account_id: i64,
+        events: Vec<NewEvent>,
+        key_hash: Option<String>,
+    ) -> StoreResult<IngestOutcome> {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
-            job: IngestJob { account_id, events },
+            job: IngestJob {
+                account_id,
+                events,
+                key_hash,
+            },
             reply,
         };
         let stopped = || StoreError::Connect("the ingest writer stopped".into());
