@@ -5,37 +5,10 @@
 mod common;
 
 use common::push::{eventually, Receiver};
-use common::{fresh_database, Backend, ADMIN};
+use common::{fresh_database, previous_schema, Backend, ADMIN};
 use serde_json::{json, Value};
 
 both!(push_storage_migration_keeps_every_delivery_and_its_attempt_log);
-
-/// Applies every migration but those whose name contains one of `new`
-/// (the schema a database of the previous version has).
-fn previous_schema(b: Backend, db_url: &str, new: &[&str]) {
-    use diesel::migration::{MigrationConnection, MigrationSource};
-    use diesel::Connection;
-    use diesel_migrations::{FileBasedMigrations, MigrationHarness};
-    macro_rules! apply {
-        ($conn:ty, $db:ty, $dir:expr) => {{
-            let mut c = <$conn>::establish(db_url).unwrap();
-            let source = FileBasedMigrations::from_path($dir).unwrap();
-            let mut all = MigrationSource::<$db>::migrations(&source).unwrap();
-            all.sort_by_key(|m| m.name().to_string());
-            c.setup().unwrap();
-            for m in all
-                .iter()
-                .filter(|m| !new.iter().any(|n| m.name().to_string().contains(n)))
-            {
-                c.run_migration(&**m).unwrap();
-            }
-        }};
-    }
-    match b {
-        Backend::Sqlite => apply!(diesel::SqliteConnection, diesel::sqlite::Sqlite, "migrations/sqlite"),
-        Backend::Postgres => apply!(diesel::PgConnection, diesel::pg::Pg, "migrations/postgres"),
-    }
-}
 
 /// (status, attempts, attempt log's status codes) of each listed delivery,
 /// newest first.

@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{fresh_database, recipients, spawn_app, Backend, TestApp, ADMIN};
+use common::{fresh_database, previous_schema, recipients, spawn_app, Backend, TestApp, ADMIN};
 use serde_json::{json, Value};
 
 both!(
@@ -426,33 +426,6 @@ async fn claims_skip_leased_ranges_and_filtered_claims_skip_other_triggers(b: Ba
     // Everything was handed out exactly once.
     let all: BTreeSet<String> = [&bb, &c, &d].iter().flat_map(|x| recipients(x)).collect();
     assert_eq!(all.len(), 20);
-}
-
-/// Applies every migration but those named in `new` (the schema a
-/// previous version wrote), read from the source tree.
-fn previous_schema(b: Backend, db_url: &str, new: &[&str]) {
-    use diesel::migration::{MigrationConnection, MigrationSource};
-    use diesel::Connection;
-    use diesel_migrations::{FileBasedMigrations, MigrationHarness};
-    macro_rules! apply {
-        ($conn:ty, $db:ty, $dir:expr) => {{
-            let mut c = <$conn>::establish(db_url).unwrap();
-            let source = FileBasedMigrations::from_path($dir).unwrap();
-            let mut all = MigrationSource::<$db>::migrations(&source).unwrap();
-            all.sort_by_key(|m| m.name().to_string());
-            c.setup().unwrap();
-            for m in all
-                .iter()
-                .filter(|m| !new.iter().any(|n| m.name().to_string().contains(n)))
-            {
-                c.run_migration(&**m).unwrap();
-            }
-        }};
-    }
-    match b {
-        Backend::Sqlite => apply!(diesel::SqliteConnection, diesel::sqlite::Sqlite, "migrations/sqlite"),
-        Backend::Postgres => apply!(diesel::PgConnection, diesel::pg::Pg, "migrations/postgres"),
-    }
 }
 
 async fn migration_keeps_every_queued_event_batch_and_delivery(b: Backend) {

@@ -189,6 +189,32 @@ pub struct TestApp {
     _pg: Option<PgDb>,
 }
 
+/// Applies every migration but those named in `new` (the schema a
+/// previous version wrote), read from the source tree.
+pub fn previous_schema(b: Backend, db_url: &str, new: &[&str]) {
+    use diesel::migration::{MigrationConnection, MigrationSource};
+    use diesel_migrations::{FileBasedMigrations, MigrationHarness};
+    macro_rules! apply {
+        ($conn:ty, $db:ty, $dir:expr) => {{
+            let mut c = <$conn>::establish(db_url).unwrap();
+            let source = FileBasedMigrations::from_path($dir).unwrap();
+            let mut all = MigrationSource::<$db>::migrations(&source).unwrap();
+            all.sort_by_key(|m| m.name().to_string());
+            c.setup().unwrap();
+            for m in all
+                .iter()
+                .filter(|m| !new.iter().any(|n| m.name().to_string().contains(n)))
+            {
+                c.run_migration(&**m).unwrap();
+            }
+        }};
+    }
+    match b {
+        Backend::Sqlite => apply!(diesel::SqliteConnection, diesel::sqlite::Sqlite, "migrations/sqlite"),
+        Backend::Postgres => apply!(diesel::PgConnection, diesel::pg::Pg, "migrations/postgres"),
+    }
+}
+
 pub fn fresh_database(backend: Backend) -> (String, Option<tempfile::TempDir>) {
     match backend {
         Backend::Sqlite => {
