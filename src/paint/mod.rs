@@ -448,3 +448,18 @@ async fn get_batch(st: &web::Data<AppState>, account_id: i64, process: &MapValue
         ]),
     )]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_100_custom_fields_in_any_form() {
+        let names = |n: usize| (0..n).map(|i| format!("f{i}")).collect::<Vec<_>>();
+        let comma = |n| MapValue::str(names(n).join(", "));
+        assert_eq!(custom_fields(Some(&comma(100))).unwrap(), names(100));
+        assert!(custom_fields(Some(&comma(101))).is_err());
+        let list = MapValue::Array(names(101).into_iter().map(MapValue::Str).collect());
+        assert!(custom_fields(Some(&list)).is_err());
+    }
+}
