@@ -1048,15 +1048,26 @@ async fn churn(backend: &str, n: usize) {
         }));
     }
     {
-        let (client, base, key, consumed, fetches) = (
+        let (client, base, key, ingested, consumed, fetches) = (
             client.clone(),
             base.clone(),
             key.clone(),
+            ingested.clone(),
             consumed.clone(),
             fetches.clone(),
         );
         tasks.push(tokio::spawn(async move {
             while consumed.load(Ordering::SeqCst) < n / 1000 * 1000 {
+                // Fetch full batches: wait until 10,000 are committed (up to
+                // four requests of 1,000 may be in flight), except at the end.
+                let backlog = ingested
+                    .load(Ordering::SeqCst)
+                    .min(n)
+                    .saturating_sub(consumed.load(Ordering::SeqCst));
+                if backlog < 14_000 && ingested.load(Ordering::SeqCst) < n {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
                 let (ms, got) = fetch_ack(&client, &base, &key, 10_000).await;
                 if got == 0 {
                     tokio::time::sleep(Duration::from_millis(20)).await;

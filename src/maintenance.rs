@@ -39,6 +39,8 @@ pub fn run_once(store: &Store, metrics: &Metrics, r: &Retention) -> StoreResult<
     let expired_batches = store.mark_expired_batches(now)?;
     metrics.batches.with_label_values(&["expired"]).inc_by(expired_batches);
     store.prune_batches(now - BATCH_MEMORY_MS)?;
+    // Last: the space of what this round deleted becomes reusable too.
+    store.vacuum_churning()?;
     Ok(())
 }
 

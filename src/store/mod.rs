@@ -24,6 +24,7 @@ pub mod retention;
 pub mod schema;
 pub mod secrets;
 pub mod triggers;
+mod vacuum;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
