@@ -26,6 +26,8 @@ pub struct Retention {
 /// One round of upkeep.
 pub fn run_once(store: &Store, metrics: &Metrics, r: &Retention) -> StoreResult<()> {
     let now = now_ms();
+    // The queue's dead rows since the last round (see `store/vacuum.rs`).
+    store.vacuum_queue()?;
     let pruned = store.prune_history(now - r.history.as_millis() as i64, PRUNE_CHUNK)?;
     metrics.history_pruned.inc_by(pruned);
     store.prune_activity(now - r.history.as_millis() as i64)?;
@@ -40,7 +42,8 @@ pub fn run_once(store: &Store, metrics: &Metrics, r: &Retention) -> StoreResult<
     metrics.batches.with_label_values(&["expired"]).inc_by(expired_batches);
     store.prune_batches(now - BATCH_MEMORY_MS)?;
     // Last: the space of what this round deleted becomes reusable too.
-    store.vacuum_churning()?;
+    store.vacuum_queue()?;
+    store.vacuum_rest()?;
     Ok(())
 }
 

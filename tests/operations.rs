@@ -104,15 +104,9 @@ async fn retention_prunes_history_and_expires_old_queue_events(b: Backend) {
         // Maintenance vacuums the tables it deletes from, whatever the
         // server's autovacuum settings (off on the test server), so their
         // space is reused (src/store/vacuum.rs).
-        use diesel::{Connection, RunQueryDsl};
-        let mut c = diesel::PgConnection::establish(&app.db_url).unwrap();
-        until("maintenance vacuums pull_queue", Duration::from_secs(30), || {
-            let n: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
-                "(SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'pull_queue')",
-            ))
-            .get_result(&mut c)
-            .unwrap();
-            async move { (n > 0).then_some(()) }
+        let sql = "SELECT vacuum_count AS n FROM pg_stat_user_tables WHERE relname = 'pull_queue'";
+        until("maintenance vacuums pull_queue", Duration::from_secs(30), || async {
+            (common::pg_count(&app.db_url, sql) > 0).then_some(())
         })
         .await;
     }

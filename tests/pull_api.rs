@@ -238,6 +238,25 @@ async fn release_returns_events_at_once(b: Backend) {
     );
 }
 
+/// A long poll (`POST /v1/batches` with `body`) in its own task; answers
+/// the batch and the instant its answer arrived.
+fn spawn_poll(app: &common::TestApp, key: &str, body: Value) -> tokio::task::JoinHandle<(Value, Instant)> {
+    let (client, url, key) = (app.client.clone(), app.url("/v1/batches"), key.to_string());
+    tokio::spawn(async move {
+        let v: Value = client
+            .post(url)
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (v, Instant::now())
+    })
+}
+
 async fn long_poll_wakes_on_ingest(b: Backend) {
     let app = spawn_app(b).await;
     let (_, key) = app.create_account("acme").await;
@@ -252,22 +271,7 @@ async fn long_poll_wakes_on_ingest(b: Backend) {
         Backend::Sqlite => Duration::from_millis(600),
     };
     for round in 0..3 {
-        let client = app.client.clone();
-        let url = app.url("/v1/batches");
-        let k = key.clone();
-        let poll = tokio::spawn(async move {
-            let v: Value = client
-                .post(url)
-                .bearer_auth(k)
-                .json(&json!({"wait_seconds": 15, "consumer": format!("c{round}")}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            (v, Instant::now())
-        });
+        let poll = spawn_poll(&app, &key, json!({"wait_seconds": 15, "consumer": format!("c{round}")}));
         app.until_waiting(1.0).await;
         let arrived = Instant::now();
         app.ingest(
@@ -318,20 +322,7 @@ async fn long_poll_answers_an_ingest_through_another_server(b: Backend) {
     }
     let limit = Duration::from_millis(2500);
     for round in 0..2 {
-        let (client, url, k) = (a.client.clone(), a.url("/v1/batches"), key.clone());
-        let poll = tokio::spawn(async move {
-            let v: Value = client
-                .post(url)
-                .bearer_auth(k)
-                .json(&json!({"wait_seconds": 20, "consumer": format!("c{round}")}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            (v, Instant::now())
-        });
+        let poll = spawn_poll(&a, &key, json!({"wait_seconds": 20, "consumer": format!("c{round}")}));
         a.until_waiting(1.0).await;
         let sent = Instant::now();
         other

@@ -15,6 +15,37 @@ both!(
     a_revoked_key_ingests_nothing_on_any_node_though_ingest_remembers_keys,
 );
 
+/// Two nodes on one database and an account `acme` with two keys.
+struct Nodes {
+    a: TestApp,
+    node_b: TestApp,
+    id: i64,
+    first: String,
+    key_id: String,
+    second: String,
+}
+
+async fn two_nodes(b: Backend) -> Nodes {
+    let a = spawn_app(b).await;
+    let node_b = spawn_app_on(b, &a.db_url, &[]).await;
+    let (id, first) = a.create_account("acme").await;
+    let r = a.post_empty(&format!("/v1/accounts/{id}/keys"), ADMIN).await;
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    let (key_id, second) = (
+        v["id"].as_str().unwrap().to_string(),
+        v["key"].as_str().unwrap().to_string(),
+    );
+    Nodes {
+        a,
+        node_b,
+        id,
+        first,
+        key_id,
+        second,
+    }
+}
+
 async fn get_batch(app: &TestApp, ctx: &str, mark_read: &str) -> MapValue {
     let process = item("markAsReadInd", mark_read) + &item("maxNotifications", "10");
     call(
@@ -40,16 +71,14 @@ fn event_count(r: &MapValue) -> i64 {
 /// getBatch on node A (with markAsReadInd Y or N) is a security error and
 /// deletes nothing, while a context of the account's other key works on.
 async fn revoking_a_key_ends_its_paint_contexts_on_every_node(b: Backend) {
-    let a = spawn_app(b).await;
-    let node_b = spawn_app_on(b, &a.db_url, &[]).await;
-    let (id, first) = a.create_account("acme").await;
-    let r = a.post_empty(&format!("/v1/accounts/{id}/keys"), ADMIN).await;
-    assert_eq!(r.status(), 201);
-    let v: Value = r.json().await.unwrap();
-    let (key_id, second) = (
-        v["id"].as_str().unwrap().to_string(),
-        v["key"].as_str().unwrap().to_string(),
-    );
+    let Nodes {
+        a,
+        node_b,
+        id,
+        first,
+        key_id,
+        second,
+    } = two_nodes(b).await;
     a.ingest(&first, &opens(3)).await;
 
     let doomed = login(&a, "acme", &second).await;
@@ -93,16 +122,14 @@ async fn revoking_a_key_ends_its_paint_contexts_on_every_node(b: Backend) {
 /// next ingests with it are 401 and store nothing, singly and in concurrent
 /// requests that share a commit with the account's other, live key.
 async fn a_revoked_key_ingests_nothing_on_any_node_though_ingest_remembers_keys(b: Backend) {
-    let a = spawn_app(b).await;
-    let node_b = spawn_app_on(b, &a.db_url, &[]).await;
-    let (id, first) = a.create_account("acme").await;
-    let r = a.post_empty(&format!("/v1/accounts/{id}/keys"), ADMIN).await;
-    assert_eq!(r.status(), 201);
-    let v: Value = r.json().await.unwrap();
-    let (key_id, second) = (
-        v["id"].as_str().unwrap().to_string(),
-        v["key"].as_str().unwrap().to_string(),
-    );
+    let Nodes {
+        a,
+        node_b,
+        id,
+        first,
+        key_id,
+        second,
+    } = two_nodes(b).await;
     a.ingest(&second, &opens(2)).await;
     a.ingest(&second, &opens(1)).await;
 

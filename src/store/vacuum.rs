@@ -10,8 +10,11 @@
 //! 10000000 --backend postgres` and autovacuum off: without this, the
 //! database grew by ~690 MB per million events and the fetch of 10,000
 //! slowed from 125 to 320 ms (docs/PERFORMANCE.md). So maintenance vacuums
-//! the churning tables itself, at each run. `SKIP_LOCKED` leaves a table
-//! another VACUUM is working on (e.g. autovacuum, or another node) to it.
+//! the churning tables itself: the queue's at the start and at the end of
+//! each round (a round that prunes a large history takes a while, and the
+//! queue turns over meanwhile), the rest at the end. `SKIP_LOCKED` leaves
+//! a table another VACUUM is working on (e.g. autovacuum, or another node)
+//! to it.
 //! SQLite reuses freed pages by itself (its file stays at its high-water
 //! mark, measured flat over the same churn).
 
@@ -19,18 +22,28 @@ use diesel::RunQueryDsl;
 
 use super::{DbConn, Store, StoreResult};
 
-/// The tables whose rows are deleted or updated as events flow.
-const CHURNING: &str =
-    "pull_queue, batches, queue_depth, events, deliveries, delivery_attempts, push_destinations, activity";
+/// The pull queue's tables: small, turned over fastest.
+const QUEUE: &str = "pull_queue, batches, queue_depth";
+/// The others whose rows are deleted or updated as events flow.
+const REST: &str = "events, deliveries, delivery_attempts, push_destinations, activity";
 
 impl Store {
-    /// VACUUM the churning tables (PostgreSQL; nothing on SQLite). Runs
-    /// outside any transaction, on one pooled connection; VACUUM blocks no
-    /// reader or writer.
-    pub fn vacuum_churning(&self) -> StoreResult<()> {
+    /// VACUUM the pull queue's tables (PostgreSQL; nothing on SQLite).
+    /// Runs outside any transaction, on one pooled connection; VACUUM
+    /// blocks no reader or writer.
+    pub fn vacuum_queue(&self) -> StoreResult<()> {
+        self.vacuum(QUEUE)
+    }
+
+    /// VACUUM the history and the push tables (PostgreSQL).
+    pub fn vacuum_rest(&self) -> StoreResult<()> {
+        self.vacuum(REST)
+    }
+
+    fn vacuum(&self, tables: &str) -> StoreResult<()> {
         let mut conn = self.writer()?;
         if let DbConn::Pg(c) = &mut *conn {
-            diesel::sql_query(format!("VACUUM (SKIP_LOCKED) {CHURNING}")).execute(c)?;
+            diesel::sql_query(format!("VACUUM (SKIP_LOCKED) {tables}")).execute(c)?;
         }
         Ok(())
     }
