@@ -136,16 +136,21 @@ fn batch_trigger_counts(conn: &mut DbConn, account_id: i64, b: &BatchRow) -> Que
     Ok(counts)
 }
 
+/// The account's queued events per trigger (its `queue_depth` rows).
+fn depth_rows(conn: &mut DbConn, account_id: i64) -> QueryResult<Vec<(String, i64)>> {
+    on_conn!(conn, |c| queue_depth::table
+        .filter(queue_depth::account_id.eq(account_id))
+        .select((queue_depth::trigger, queue_depth::events))
+        .load(c))
+}
+
 /// Events of the `wanted` triggers waiting to be fetched (not in an open
 /// batch), from the counters: the account's depth less what its open
 /// batches hold. A handful of short rows at any depth, where counting the
 /// rows themselves walked up to 10,000 index entries per fetch.
 pub(super) fn pending_of(conn: &mut DbConn, account_id: i64, now: i64, wanted: Mask) -> QueryResult<i64> {
     let is_wanted = |name: &str| name.parse::<Trigger>().is_ok_and(|t| wanted & leases::bit(t) != 0);
-    let depth: Vec<(String, i64)> = on_conn!(&mut *conn, |c| queue_depth::table
-        .filter(queue_depth::account_id.eq(account_id))
-        .select((queue_depth::trigger, queue_depth::events))
-        .load(c))?;
+    let depth = depth_rows(conn, account_id)?;
     let mut n: i64 = depth.iter().filter(|(t, _)| is_wanted(t)).map(|(_, n)| n).sum();
     let open: Vec<(String, Option<String>)> = on_conn!(&mut *conn, |c| batches::table
         .filter(batches::account_id.eq(account_id))
@@ -211,10 +216,7 @@ impl Store {
     pub fn queue_status(&self, account_id: i64) -> StoreResult<QueueStatus> {
         let now = now_ms();
         self.read_by_index(|conn| {
-            let depth: Vec<(String, i64)> = on_conn!(&mut *conn, |c| queue_depth::table
-                .filter(queue_depth::account_id.eq(account_id))
-                .select((queue_depth::trigger, queue_depth::events))
-                .load(c))?;
+            let depth = depth_rows(conn, account_id)?;
             let open: Vec<BatchRow> = on_conn!(&mut *conn, |c| batches::table
                 .filter(batches::account_id.eq(account_id))
                 .filter(batches::state.eq(OPEN))

@@ -366,7 +366,8 @@ fn lease(conn: &mut DbConn, account_id: i64, ids: &[i64], lease_until: i64, work
             debug_assert!(worker.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
             let sql = format!(
                 "UPDATE deliveries SET lease_until = {lease_until}, claimed_by = '{worker}' \
-                 WHERE +account_id = {account_id} AND id IN ({}) RETURNING id, event_id, failures, label, period_start",
+                 WHERE {} AND id IN ({}) RETURNING id, event_id, failures, label, period_start",
+                super::sqlite_account_term(account_id),
                 list.join(",")
             );
             Ok(diesel::sql_query(&sql).load(c)?)

@@ -34,9 +34,10 @@ macro_rules! claimed_rows {
                 $body
             }
             $crate::store::DbConn::Sqlite($c) => {
-                let $f = diesel::dsl::sql::<diesel::sql_types::Bool>(&format!("+account_id = {}", $account))
-                    .and($crate::store::schema::deliveries::id.eq_any($ids))
-                    .and($crate::store::schema::deliveries::claimed_by.eq($worker));
+                let $f =
+                    diesel::dsl::sql::<diesel::sql_types::Bool>(&$crate::store::push::sqlite_account_term($account))
+                        .and($crate::store::schema::deliveries::id.eq_any($ids))
+                        .and($crate::store::schema::deliveries::claimed_by.eq($worker));
                 $body
             }
         }
@@ -77,7 +78,12 @@ pub(crate) fn of_account(conn: &DbConn, account_id: i64) -> SqlLiteral<Bool> {
 /// [`of_account`] as SQL text.
 pub(crate) fn account_term(conn: &DbConn, account_id: i64) -> String {
     match conn {
-        DbConn::Sqlite(_) => format!("+account_id = {account_id}"),
+        DbConn::Sqlite(_) => sqlite_account_term(account_id),
         DbConn::Pg(_) => format!("account_id = {account_id}"),
     }
+}
+
+/// SQLite's form of [`account_term`]: `+account_id`, which no index serves.
+pub(crate) fn sqlite_account_term(account_id: i64) -> String {
+    format!("+account_id = {account_id}")
 }

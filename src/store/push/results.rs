@@ -9,6 +9,7 @@ use super::destinations::{DestinationKey, ACTIVE, SUSPENDED};
 use super::log::{DEAD, DELIVERED, PENDING};
 use crate::domain::time::now_ms;
 use crate::on_conn;
+use crate::store::bulk::{Col, Unnest};
 use crate::store::schema::{deliveries, delivery_attempts, push_destinations};
 use crate::store::{relaxed_commit, DbConn, Store, StoreResult};
 
@@ -325,31 +326,29 @@ impl Store {
 }
 
 /// Writes the attempt log rows. PostgreSQL: one `INSERT … SELECT FROM
-/// UNNEST` of one array per column, whatever the number of rows (one
-/// short statement to parse, 8 parameters), where a multi-row VALUES list
-/// binds 8 parameters per row; SQLite: multi-row inserts.
+/// unnest` per 5,000 rows ([`Unnest`]: one statement text, prepared once,
+/// 8 array parameters), where a multi-row VALUES list binds 8 parameters
+/// per row; SQLite: multi-row inserts.
 fn insert_attempts(conn: &mut DbConn, attempts: &[NewAttempt]) -> StoreResult<()> {
-    use diesel::sql_types::{Array, BigInt, Nullable, Text};
     match conn {
         DbConn::Pg(c) => {
             for chunk in attempts.chunks(5000) {
-                let col = |f: fn(&NewAttempt) -> i64| chunk.iter().map(f).collect::<Vec<i64>>();
-                let text = |f: for<'b> fn(&'b NewAttempt<'b>) -> Option<&'b str>| {
-                    chunk.iter().map(f).collect::<Vec<Option<&str>>>()
-                };
-                diesel::sql_query(
-                    "INSERT INTO delivery_attempts (account_id, delivery_id, attempted_at, url, status_code, \
-                     latency_ms, error, response) SELECT * FROM UNNEST($1::bigint[], $2::bigint[], \
-                     $3::bigint[], $4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::text[])",
+                let cols = vec![
+                    Col::Int(chunk.iter().map(|a| a.account_id).collect()),
+                    Col::Int(chunk.iter().map(|a| a.delivery_id).collect()),
+                    Col::Int(chunk.iter().map(|a| a.attempted_at).collect()),
+                    Col::Str(chunk.iter().map(|a| a.url).collect()),
+                    Col::OptInt(chunk.iter().map(|a| a.status_code).collect()),
+                    Col::Int(chunk.iter().map(|a| a.latency_ms).collect()),
+                    Col::OptStr(chunk.iter().map(|a| a.error).collect()),
+                    Col::OptStr(chunk.iter().map(|a| a.response).collect()),
+                ];
+                Unnest::new(
+                    "delivery_attempts",
+                    "account_id, delivery_id, attempted_at, url, status_code, latency_ms, error, response",
+                    cols,
+                    "",
                 )
-                .bind::<Array<BigInt>, _>(col(|a| a.account_id))
-                .bind::<Array<BigInt>, _>(col(|a| a.delivery_id))
-                .bind::<Array<BigInt>, _>(col(|a| a.attempted_at))
-                .bind::<Array<Text>, _>(chunk.iter().map(|a| a.url).collect::<Vec<&str>>())
-                .bind::<Array<Nullable<BigInt>>, _>(chunk.iter().map(|a| a.status_code).collect::<Vec<_>>())
-                .bind::<Array<BigInt>, _>(col(|a| a.latency_ms))
-                .bind::<Array<Nullable<Text>>, _>(text(|a| a.error))
-                .bind::<Array<Nullable<Text>>, _>(text(|a| a.response))
                 .execute(c)?;
             }
         }
