@@ -25,6 +25,7 @@ both!(
     trigger_filter_and_size_limits,
     destination_none_keeps_events_out_of_the_queue,
     marking_an_expired_batch_that_was_handed_on_conflicts,
+    a_late_mark_read_never_deletes_events_that_came_after,
     operator_ingests_for_an_account,
     revoked_key_stops_working,
     fetch_defaults_to_1000_events_and_a_300_s_lease_of_at_most_12_h,
@@ -585,6 +586,34 @@ async fn marking_an_expired_batch_that_was_handed_on_conflicts(b: Backend) {
     let r = app.post_empty(&format!("/v1/batches/{id3}/read"), &key).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["deleted"], 1);
+}
+
+/// A consumer that marks its batch read after the lease ran out, and after
+/// another consumer took and read the same events, must not delete the
+/// events that arrived since: the queue never gives a seq out twice, even
+/// after it was drained to empty.
+async fn a_late_mark_read_never_deletes_events_that_came_after(b: Backend) {
+    let app = spawn_app(b).await;
+    let (_, key) = app.create_account("acme").await;
+    app.ingest(&key, &opens(2)).await;
+    let slow = app.fetch(&key, &json!({"consumer": "slow", "lease_seconds": 1})).await;
+    // Until the lease has run out (the only way to hand the events on).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let fast = app.fetch(&key, &json!({"consumer": "fast"})).await;
+    let id = fast["batch_id"].as_str().unwrap();
+    let r = app.post_empty(&format!("/v1/batches/{id}/read"), &key).await;
+    assert_eq!(r.json::<Value>().await.unwrap()["deleted"], 2);
+    // The queue is empty; two new events arrive.
+    let later = json!([
+        {"trigger": "OPEN", "recipient": "later0@x.test"},
+        {"trigger": "OPEN", "recipient": "later1@x.test"},
+    ]);
+    app.ingest(&key, &later).await;
+    let id = slow["batch_id"].as_str().unwrap();
+    let r = app.post_empty(&format!("/v1/batches/{id}/read"), &key).await;
+    assert_eq!(r.status(), 409);
+    let next = app.fetch(&key, &json!({"consumer": "next"})).await;
+    assert_eq!(recipients(&next), vec!["later0@x.test", "later1@x.test"]);
 }
 
 async fn operator_ingests_for_an_account(b: Backend) {

@@ -51,8 +51,9 @@ struct Seq {
 
 /// Seqs for `n` new queue rows, in order. They are taken before the events
 /// are inserted, so each history row records its queue seq (retention looks
-/// it up there). PostgreSQL: the queue's sequence; SQLite: after the
-/// largest seq, as SQLite itself would number them (one writer at a time).
+/// it up there). PostgreSQL: the queue's sequence; SQLite: a range of the
+/// one-row counter `queue_seq` (one writer at a time). Neither gives a seq
+/// out twice.
 fn next_seqs(conn: &mut DbConn, n: usize) -> QueryResult<Vec<i64>> {
     if n == 0 {
         return Ok(Vec::new());
@@ -66,9 +67,12 @@ fn next_seqs(conn: &mut DbConn, n: usize) -> QueryResult<Vec<i64>> {
             Ok(rows.into_iter().map(|r| r.n).collect())
         }
         DbConn::Sqlite(c) => {
-            let rows: Vec<Seq> = diesel::sql_query("SELECT COALESCE(MAX(seq), 0) AS n FROM pull_queue").load(c)?;
-            let last = rows.first().map_or(0, |r| r.n);
-            Ok((1..=n as i64).map(|i| last + i).collect())
+            // Never the largest seq queued plus one: a drained queue would
+            // hand out its deleted events' seqs again (migration `queue_seq`).
+            let rows: Vec<Seq> =
+                diesel::sql_query(format!("UPDATE queue_seq SET last = last + {n} RETURNING last AS n")).load(c)?;
+            let last = rows.first().map(|r| r.n).ok_or(diesel::result::Error::NotFound)?;
+            Ok((last - n as i64 + 1..=last).collect())
         }
     }
 }

@@ -189,8 +189,9 @@ pub struct TestApp {
     _pg: Option<PgDb>,
 }
 
-/// Applies every migration but those named in `new` (the schema a
-/// previous version wrote), read from the source tree.
+/// The schema a previous version wrote: applies, from the source tree, the
+/// migrations older than the latest of those named in `new`, except the
+/// named ones (later migrations would expect what those create).
 pub fn previous_schema(b: Backend, db_url: &str, new: &[&str]) {
     use diesel::migration::{MigrationConnection, MigrationSource};
     use diesel_migrations::{FileBasedMigrations, MigrationHarness};
@@ -201,10 +202,13 @@ pub fn previous_schema(b: Backend, db_url: &str, new: &[&str]) {
             let mut all = MigrationSource::<$db>::migrations(&source).unwrap();
             all.sort_by_key(|m| m.name().to_string());
             c.setup().unwrap();
-            for m in all
+            let is_new =
+                |m: &&Box<dyn diesel::migration::Migration<$db>>| new.iter().any(|n| m.name().to_string().contains(n));
+            let last_new = all
                 .iter()
-                .filter(|m| !new.iter().any(|n| m.name().to_string().contains(n)))
-            {
+                .rposition(|m| is_new(&m))
+                .expect("a migration named in `new`");
+            for m in all[..last_new].iter().filter(|m| !is_new(m)) {
                 c.run_migration(&**m).unwrap();
             }
         }};
