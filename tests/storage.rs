@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 both!(
     a_failing_request_in_a_group_does_not_fail_its_neighbours,
     external_id_is_idempotent_within_and_across_groups,
+    a_duplicate_makes_no_delivery_and_no_queue_row,
     fetch_order_is_commit_order_per_account,
     accepted_means_committed_even_after_kill_9,
     queue_counters_follow_ingest_fetch_read_release_and_expiry,
@@ -135,6 +136,57 @@ async fn external_id_is_idempotent_within_and_across_groups(b: Backend) {
     );
     assert_eq!(drain(&app, &key).await.len(), 10);
     assert_eq!(drain(&app, &other).await.len(), 10);
+}
+
+async fn a_duplicate_makes_no_delivery_and_no_queue_row(b: Backend) {
+    let app = common::spawn_app_with(b, &["--allow-private-targets"]).await;
+    let (_, key) = app.create_account("acme").await;
+    // OPEN events become deliveries (listed whatever their state), CLICK
+    // events are queued.
+    let rx = common::push::Receiver::start().await;
+    common::push::push_to(&app, &key, "OPEN", json!({"url": rx.url("open")})).await;
+    // 20 concurrent requests (they share groups), each with the external
+    // ids o0..o4 (OPEN) and c0..c4 (CLICK), in a different order.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (client, url, key) = (app.client.clone(), app.url("/v1/events"), key.clone());
+        let events: Vec<Value> = (0..5)
+            .flat_map(|j| {
+                let k = (i + j) % 5;
+                [
+                    json!({"trigger": "OPEN", "recipient": format!("o{k}@x.test"), "external_id": format!("o{k}")}),
+                    json!({"trigger": "CLICK", "recipient": format!("c{k}@x.test"), "url": "https://x.test", "external_id": format!("c{k}")}),
+                ]
+            })
+            .collect();
+        tasks.push(tokio::spawn(async move {
+            let r = client.post(url).bearer_auth(key).json(&events).send().await.unwrap();
+            assert_eq!(r.status(), 202);
+            r.json::<Value>().await.unwrap()
+        }));
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        accepted += t.await.unwrap()["accepted"].as_i64().unwrap();
+    }
+    assert_eq!(accepted, 10);
+    let list: Value = app.get("/v1/deliveries?limit=100", &key).await.json().await.unwrap();
+    let delivered: HashSet<&str> = list["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        (list["deliveries"].as_array().unwrap().len(), delivered.len()),
+        (5, 5),
+        "{list}"
+    );
+    let mut queued = drain(&app, &key).await;
+    queued.sort_unstable();
+    let want: Vec<String> = (0..5).map(|k| format!("c{k}@x.test")).collect();
+    assert_eq!(queued, want);
+    assert_eq!(app.queue(&key).await["pending"], 0);
 }
 
 async fn fetch_order_is_commit_order_per_account(b: Backend) {
