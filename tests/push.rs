@@ -30,6 +30,7 @@ both!(
     a_hanging_receiver_does_not_slow_the_others,
     test_endpoint_reports_the_answer,
     a_stopping_worker_gives_back_what_it_holds,
+    a_stopping_worker_finishes_the_request_in_flight_and_starts_no_other,
     a_crashed_workers_claims_expire,
     the_heartbeat_keeps_a_send_longer_than_its_lease_leased,
     closed_connections_fail_and_source_ip_is_used,
@@ -45,12 +46,7 @@ both!(
 /// `paused_until`); resume ends the pause and the delivery that got the
 /// Retry-After is sent at once, not an hour later.
 async fn resume_ends_a_retry_after_pause_at_once(b: Backend) {
-    let rx = Receiver::start().await;
-    rx.set("busy", Mode::RetryAfterSecs(3600));
-    let app = fast_app(b, &[]).await;
-    let (_, key) = app.create_account("acme").await;
-    push_to(&app, &key, "OPEN", json!({"url": rx.url("busy")})).await;
-    app.ingest(&key, &opens(1)).await;
+    let (rx, app, key) = open_pushed_to(b, &[], "busy", Mode::RetryAfterSecs(3600), json!({}), 1).await;
     let t = eventually("paused by Retry-After", || async {
         let t = get_json(&app, &key, "/v1/triggers/OPEN").await;
         t["push"]["paused_until"].is_string().then_some(t)
@@ -76,12 +72,7 @@ async fn resume_ends_a_retry_after_pause_at_once(b: Backend) {
 /// whichever the new destination: switching the trigger to pull sends the
 /// pending deliveries (to the last http settings) without an explicit resume.
 async fn a_config_change_resumes_a_suspended_destination(b: Backend) {
-    let rx = Receiver::start().await;
-    rx.set("gone", Mode::Status(410));
-    let app = fast_app(b, &[]).await;
-    let (_, key) = app.create_account("acme").await;
-    push_to(&app, &key, "OPEN", json!({"url": rx.url("gone")})).await;
-    app.ingest(&key, &opens(2)).await;
+    let (rx, app, key) = open_pushed_to(b, &[], "gone", Mode::Status(410), json!({}), 2).await;
     until_state(&app, &key, "OPEN", "suspended", "suspended by 410").await;
     rx.set("gone", Mode::Status(200));
     let r = put(&app, &key, "OPEN", &json!({"destination": "pull"})).await;
@@ -208,24 +199,14 @@ async fn delivers_signed_json_and_logs_attempts(b: Backend) {
 }
 
 async fn retries_then_succeeds(b: Backend) {
-    let rx = Receiver::start().await;
-    rx.set("flaky", Mode::FailFirst(2));
-    let app = fast_app(b, &[]).await;
-    let (_, key) = app.create_account("acme").await;
-    push_to(&app, &key, "OPEN", json!({"url": rx.url("flaky")})).await;
-    app.ingest(&key, &opens(1)).await;
+    let (rx, app, key) = open_pushed_to(b, &[], "flaky", Mode::FailFirst(2), json!({}), 1).await;
     let d = eventually("delivered after retries", || async {
         let l = deliveries(&app, &key, "status=delivered").await;
         l.into_iter().next()
     })
     .await;
     assert_eq!(d["attempts"], 3);
-    let codes: Vec<i64> = d["attempt_log"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["status_code"].as_i64().unwrap())
-        .collect();
+    let codes = status_codes(&d);
     assert_eq!(codes, vec![500, 500, 200]);
     assert_eq!(d["attempt_log"][0]["error"], "HTTP 500");
     assert_eq!(rx.hits("flaky").len(), 3);
@@ -235,12 +216,7 @@ async fn retries_then_succeeds(b: Backend) {
 }
 
 async fn dead_after_the_schedule_then_replayed(b: Backend) {
-    let rx = Receiver::start().await;
-    rx.set("down", Mode::Status(500));
-    let app = fast_app(b, &[]).await;
-    let (_, key) = app.create_account("acme").await;
-    push_to(&app, &key, "OPEN", json!({"url": rx.url("down")})).await;
-    app.ingest(&key, &opens(2)).await;
+    let (rx, app, key) = open_pushed_to(b, &[], "down", Mode::Status(500), json!({}), 2).await;
     let dead = eventually("2 dead", || async {
         let l = deliveries(&app, &key, "status=dead&trigger=OPEN").await;
         (l.len() == 2).then_some(l)
@@ -279,12 +255,15 @@ async fn dead_after_the_schedule_then_replayed(b: Backend) {
 }
 
 async fn suspends_after_consecutive_failures_and_resume_delivers_the_backlog(b: Backend) {
-    let rx = Receiver::start().await;
-    rx.set("sick", Mode::Status(500));
-    let app = fast_app(b, &["--push-suspend-after", "3", "--push-retry-schedule", "20ms*100"]).await;
-    let (_, key) = app.create_account("acme").await;
-    push_to(&app, &key, "OPEN", json!({"url": rx.url("sick")})).await;
-    app.ingest(&key, &opens(1)).await;
+    let (rx, app, key) = open_pushed_to(
+        b,
+        &["--push-suspend-after", "3", "--push-retry-schedule", "20ms*100"],
+        "sick",
+        Mode::Status(500),
+        json!({}),
+        1,
+    )
+    .await;
     let t = eventually("suspended", || async {
         let t = get_json(&app, &key, "/v1/triggers/OPEN").await;
         (t["push"]["state"] == "suspended").then_some(t)
@@ -334,12 +313,7 @@ async fn suspends_after_consecutive_failures_and_resume_delivers_the_backlog(b: 
 }
 
 async fn gone_suspends_at_once_and_config_change_resumes(b: Backend) {
-    let rx = Receiver::start().await;
-    rx.set("gone", Mode::Status(410));
-    let app = fast_app(b, &[]).await;
-    let (_, key) = app.create_account("acme").await;
-    push_to(&app, &key, "OPEN", json!({"url": rx.url("gone")})).await;
-    app.ingest(&key, &opens(2)).await;
+    let (rx, app, key) = open_pushed_to(b, &[], "gone", Mode::Status(410), json!({}), 2).await;
     until_state(&app, &key, "OPEN", "suspended", "suspended by 410").await;
     let m = app.metrics().await;
     assert!(m.contains("\neventd_push_destinations_suspended 1\n"), "{m}");
@@ -803,17 +777,9 @@ async fn bad_configs_and_foreign_ids(b: Backend) {
 }
 
 async fn a_hanging_receiver_does_not_slow_the_others(b: Backend) {
-    let rx = Receiver::start().await;
-    rx.set("hang", Mode::Hang);
-    let app = fast_app(b, &["--push-destination-concurrency", "2", "--push-concurrency", "8"]).await;
-    let (_, key) = app.create_account("acme").await;
-    push_to(
-        &app,
-        &key,
-        "OPEN",
-        json!({"url": rx.url("hang"), "timeout_seconds": 60}),
-    )
-    .await;
+    let args = ["--push-destination-concurrency", "2", "--push-concurrency", "8"];
+    let hang = json!({"timeout_seconds": 60});
+    let (rx, app, key) = open_pushed_to(b, &args, "hang", Mode::Hang, hang, 0).await;
     push_to(&app, &key, "CLICK", json!({"url": rx.url("fast")})).await;
     app.ingest(&key, &opens(50)).await;
     eventually("hanging requests in flight", || async {
@@ -862,12 +828,7 @@ async fn test_endpoint_reports_the_answer(b: Backend) {
     rx.set("busy", Mode::Status(200));
     until_delivered(&app, &key, 1, "delivered after the pause").await;
     let d = &deliveries(&app, &key, "").await[0];
-    let codes: Vec<i64> = d["attempt_log"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["status_code"].as_i64().unwrap())
-        .collect();
+    let codes = status_codes(d);
     assert_eq!(codes[0], 503);
     assert_eq!(*codes.last().unwrap(), 200);
     // `attempts` counts every request, the Retry-After one included, as the log does.
@@ -894,18 +855,8 @@ fn start_worker(app: &TestApp, extra: &[&str]) -> eventd::push::PushWorker {
 }
 
 async fn a_stopping_worker_gives_back_what_it_holds(b: Backend) {
-    let rx = Receiver::start().await;
-    rx.set("slow", Mode::Hang);
-    let app = fast_app(b, &["--no-worker"]).await;
-    let (_, key) = app.create_account("acme").await;
-    push_to(
-        &app,
-        &key,
-        "OPEN",
-        json!({"url": rx.url("slow"), "timeout_seconds": 60}),
-    )
-    .await;
-    app.ingest(&key, &opens(3)).await;
+    let hang = json!({"timeout_seconds": 60});
+    let (rx, app, key) = open_pushed_to(b, &["--no-worker"], "slow", Mode::Hang, hang, 3).await;
     let worker = start_worker(&app, &["--push-stop-grace", "100ms"]);
     eventually("requests in flight", || async {
         (rx.hits("slow").len() == 3).then_some(())
@@ -920,6 +871,25 @@ async fn a_stopping_worker_gives_back_what_it_holds(b: Backend) {
     // The abandoned tries were not counted as failures.
     let d = &deliveries(&app, &key, "").await[0];
     assert_eq!(d["attempts"], 1);
+}
+
+/// A stopping worker (SIGTERM) lets the request in flight finish and
+/// records it, and starts no other: with one request at a time to the
+/// destination, the two deliveries claimed behind it go back unsent. (The
+/// receiver answers after 3 s, so the stop comes while the first request
+/// is in flight.)
+async fn a_stopping_worker_finishes_the_request_in_flight_and_starts_no_other(b: Backend) {
+    let (rx, app, key) = open_pushed_to(b, &["--no-worker"], "slow", Mode::Slow(3000), json!({}), 3).await;
+    let args = ["--push-destination-concurrency", "1", "--push-stop-grace", "30s"];
+    let worker = start_worker(&app, &args);
+    eventually("the first request in flight", || async {
+        (!rx.hits("slow").is_empty()).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(rx.hits("slow").len(), 1, "a stopping worker started another request");
+    assert_eq!(deliveries(&app, &key, "status=delivered").await.len(), 1);
+    assert_eq!(deliveries(&app, &key, "status=pending").await.len(), 2);
 }
 
 async fn a_crashed_workers_claims_expire(b: Backend) {
@@ -1031,10 +1001,15 @@ async fn closed_connections_fail_and_source_ip_is_used(b: Backend) {
 
     // --push-source-ip binds outgoing connections: an address this host
     // does not have makes every request fail before it leaves.
-    let rx = Receiver::start().await;
-    let app = fast_app(b, &["--push-source-ip", "192.0.2.1"]).await;
-    let (_, key) = app.create_account("acme").await;
-    push_to(&app, &key, "OPEN", json!({"url": rx.url("src")})).await;
+    let (rx, app, key) = open_pushed_to(
+        b,
+        &["--push-source-ip", "192.0.2.1"],
+        "src",
+        Mode::Status(200),
+        json!({}),
+        0,
+    )
+    .await;
     let r = app.post_empty("/v1/triggers/OPEN/test", &key).await;
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["success"], false, "{v}");
@@ -1042,13 +1017,8 @@ async fn closed_connections_fail_and_source_ip_is_used(b: Backend) {
 }
 
 async fn redirects_are_not_followed_and_old_logs_are_pruned(b: Backend) {
-    let rx = Receiver::start().await;
-    rx.set("moved", Mode::Redirect);
+    let (rx, app, key) = open_pushed_to(b, &[], "moved", Mode::Redirect, json!({}), 1).await;
     rx.set("pruned", Mode::Redirect);
-    let app = fast_app(b, &[]).await;
-    let (_, key) = app.create_account("acme").await;
-    push_to(&app, &key, "OPEN", json!({"url": rx.url("moved")})).await;
-    app.ingest(&key, &opens(1)).await;
     let d = eventually("dead after redirects", || async {
         deliveries(&app, &key, "status=dead").await.into_iter().next()
     })
@@ -1135,6 +1105,40 @@ async fn throughput() {
             n as f64 / secs
         );
     }
+}
+
+/// The status codes of a delivery's attempt log, oldest first.
+fn status_codes(d: &Value) -> Vec<i64> {
+    d["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status_code"].as_i64().unwrap())
+        .collect()
+}
+
+/// The setup most tests share: a receiver answering `mode` at `path`, a
+/// server started with `FAST` and `args`, an account "acme" whose OPEN
+/// events are pushed to `path` (with the settings of `http` besides the
+/// URL), and `events` OPEN events ingested.
+async fn open_pushed_to(
+    b: Backend,
+    args: &[&str],
+    path: &str,
+    mode: Mode,
+    mut http: Value,
+    events: usize,
+) -> (Receiver, TestApp, String) {
+    let rx = Receiver::start().await;
+    rx.set(path, mode);
+    let app = fast_app(b, args).await;
+    let (_, key) = app.create_account("acme").await;
+    http["url"] = rx.url(path).into();
+    push_to(&app, &key, "OPEN", http).await;
+    if events > 0 {
+        app.ingest(&key, &opens(events)).await;
+    }
+    (rx, app, key)
 }
 
 /// Sets up push of OPEN to `path` on a server without worker, ingests two

@@ -170,7 +170,7 @@ async fn run(store: Store, transports: Transports, config: WorkerConfig, mut sto
     while !*stop.borrow() {
         if last_prune.elapsed() >= prune_every {
             last_prune = std::time::Instant::now();
-            let cutoff = now_ms() - i64::try_from(config.log_retention.as_millis()).unwrap_or(i64::MAX / 2);
+            let cutoff = prune_cutoff(now_ms(), config.log_retention);
             let store = store.clone();
             match blocking(move || store.prune_deliveries(cutoff, PRUNE_LIMIT)).await {
                 Ok(0) => {}
@@ -386,6 +386,12 @@ async fn run(store: Store, transports: Transports, config: WorkerConfig, mut sto
     }
 }
 
+/// Deliveries that finished before this time are pruned: a finished
+/// delivery is kept for the retention period.
+fn prune_cutoff(now_ms: i64, retention: Duration) -> i64 {
+    now_ms - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -464,5 +470,18 @@ fn count_results(activity: &Activity, batch: &[AttemptOutcome]) {
             OutcomeKind::Released => (0, 0),
         };
         activity.pushed(o.dest.account_id, &o.dest.trigger, delivered, failed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finished_deliveries_are_pruned_after_the_retention_period() {
+        // README: `--push-log-retention`, 168h by default.
+        let now = 1_800_000_000_000;
+        assert_eq!(prune_cutoff(now, Duration::from_secs(7 * 86_400)), now - 604_800_000);
+        assert_eq!(prune_cutoff(now, Duration::from_millis(1500)), now - 1500);
     }
 }
