@@ -21,6 +21,7 @@ both!(
     axis_style_multi_references_are_resolved,
     max_notifications_defaults_to_1000_and_is_capped_at_10000,
     storage_failures_are_bean_exception_system,
+    another_accounts_key_counts_as_a_failed_login,
 );
 
 /// getBatch with processData from (key, value) pairs; returns the result map.
@@ -277,6 +278,26 @@ async fn contexts_expire_and_belong_to_their_account(b: Backend) {
     tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
     let r = get_batch(&app, &ctx, &p).await;
     assert_eq!(result(&r), "bean_exception_security");
+}
+
+/// Logging in as one account with another account's key fails like a wrong
+/// key and counts towards the client's failure limit: after
+/// `--auth-failure-burst` failures, logins are answered 429.
+async fn another_accounts_key_counts_as_a_failed_login(b: Backend) {
+    let app = spawn_app_with(b, &["--auth-failure-burst", "3", "--auth-failure-interval", "1h"]).await;
+    app.create_account("acme").await;
+    let (_, other_key) = app.create_account("other").await;
+    let login_as_acme = || {
+        let entity = item("userName", "acme") + &item("password", &other_key);
+        request(None, "bus_facade_context", "login", &entity, "")
+    };
+    let r = call(&app, login_as_acme()).await;
+    assert_eq!(result(&r), "bean_exception_security");
+    let mut statuses = vec![];
+    for _ in 0..5 {
+        statuses.push(post(&app, login_as_acme()).await.0);
+    }
+    assert!(statuses.contains(&429), "never limited: {statuses:?}");
 }
 
 /// PAINT calls a sign-up through a form `SIGNUP`; eventd's trigger is OPTIN.
