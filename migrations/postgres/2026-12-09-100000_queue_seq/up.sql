@@ -1,3 +1,2 @@
--- SQLite only: PostgreSQL's queue seqs come from a sequence, never given out twice,
--- and its pull_queue is already keyed by (account_id, seq).
+-- SQLite only: PostgreSQL's queue seqs come from a sequence, never given out twice.
 SELECT 1;
