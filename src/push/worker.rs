@@ -230,7 +230,7 @@ async fn run(store: Store, transports: Transports, config: WorkerConfig, mut sto
             let mut claim: Claim = match claim {
                 Ok(Some(c)) => c,
                 Ok(None) => {
-                    st.skip_until.store(now_ms() + SKIP_MS, Ordering::Relaxed);
+                    st.skip_until.store(skip_deadline(now_ms()), Ordering::Relaxed);
                     continue;
                 }
                 Err(e) => {
@@ -386,6 +386,13 @@ async fn run(store: Store, transports: Transports, config: WorkerConfig, mut sto
     }
 }
 
+/// Until when a destination whose claim found nothing to send (it was
+/// suspended after the due probe saw it) is left out of the claim rounds:
+/// a moment, not for good.
+fn skip_deadline(now_ms: i64) -> i64 {
+    now_ms + SKIP_MS
+}
+
 /// Deliveries that finished before this time are pruned: a finished
 /// delivery is kept for the retention period.
 fn prune_cutoff(now_ms: i64, retention: Duration) -> i64 {
@@ -476,6 +483,12 @@ fn count_results(activity: &Activity, batch: &[AttemptOutcome]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_destination_with_nothing_to_claim_is_skipped_for_a_second() {
+        let now = 1_800_000_000_000;
+        assert_eq!(skip_deadline(now), now + 1000);
+    }
 
     #[test]
     fn finished_deliveries_are_pruned_after_the_retention_period() {
