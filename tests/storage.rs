@@ -19,6 +19,7 @@ both!(
     claims_skip_leased_ranges_and_filtered_claims_skip_other_triggers,
     migration_keeps_every_queued_event_batch_and_delivery,
     payload_once_migration_keeps_every_queued_event_and_delivery,
+    a_duplicate_makes_no_delivery_and_no_queue_row,
 );
 
 fn exec_sql(app: &TestApp, sql: &str) {
@@ -137,14 +138,9 @@ async fn external_id_is_idempotent_within_and_across_groups(b: Backend) {
     assert_eq!(drain(&app, &other).await.len(), 10);
 }
 
-// Not in `both!` for now: on PostgreSQL one request in about three CI
-// runs was answered 500 (found 2026-12-07 01:33 UTC). The 20 requests use
-// the same external_ids in different orders and the two ingest writers of
-// a node insert them concurrently: presumably a deadlock on the unique
-// index, which the group's fallback does not retry. Fix (retry a group on
-// a deadlock, or insert each group's rows in external_id order), then put
-// the test back.
-#[allow(dead_code)]
+/// (On PostgreSQL this test once got a 500: two ingest writers inserting
+/// these external_ids in different orders deadlocked. Now each chunk is
+/// inserted in key order and a deadlock is retried.)
 async fn a_duplicate_makes_no_delivery_and_no_queue_row(b: Backend) {
     let app = common::spawn_app_with(b, &["--allow-private-targets"]).await;
     let (_, key) = app.create_account("acme").await;
@@ -194,6 +190,79 @@ async fn a_duplicate_makes_no_delivery_and_no_queue_row(b: Backend) {
     let want: Vec<String> = (0..5).map(|k| format!("c{k}@x.test")).collect();
     assert_eq!(queued, want);
     assert_eq!(app.queue(&key).await["pending"], 0);
+}
+
+/// Two transactions inserting the same new external_ids in opposite orders
+/// deadlock, and PostgreSQL cancels one of them. When it cancels the
+/// ingest's, the ingest runs again: the request gets 202, not 500, and its
+/// events are stored once. (PostgreSQL only: SQLite has one writer.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlocked_ingest_is_run_again_postgres() {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    if common::skip_postgres() {
+        return;
+    }
+    let app = spawn_app(Backend::Postgres).await;
+    let (account, key) = app.create_account("acme").await;
+    let insert = move |x: &str| {
+        format!(
+            "INSERT INTO events (account_id, id, trigger, received_at, external_id, payload) \
+             VALUES ({account}, 'other-{x}', 'OPEN', 0, '{x}', '{{}}')"
+        )
+    };
+    // Another transaction holds external_id "b". Its deadlock_timeout is
+    // long, so the ingest's backend (1 s) is the one that detects the
+    // deadlock and is cancelled.
+    let (held, is_held) = std::sync::mpsc::channel();
+    let (go, wait_go) = std::sync::mpsc::channel::<()>();
+    let url = app.db_url.clone();
+    let other = std::thread::spawn(move || {
+        let mut c = diesel::PgConnection::establish(&url).unwrap();
+        c.batch_execute("BEGIN; SET LOCAL deadlock_timeout = '60s';").unwrap();
+        c.batch_execute(&insert("b")).unwrap();
+        held.send(()).unwrap();
+        wait_go.recv().unwrap();
+        // Waits for the ingest's "a" until PostgreSQL cancels the ingest.
+        c.batch_execute(&insert("a")).unwrap();
+        c.batch_execute("ROLLBACK").unwrap();
+    });
+    is_held.recv().unwrap();
+    let (client, url, k) = (app.client.clone(), app.url("/v1/events"), key.clone());
+    let request = tokio::spawn(async move {
+        let events = json!([
+            {"trigger": "OPEN", "recipient": "b@x.test", "external_id": "b"},
+            {"trigger": "OPEN", "recipient": "a@x.test", "external_id": "a"},
+        ]);
+        let r = client.post(url).bearer_auth(k).json(&events).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    });
+    let db = app.db_url.clone();
+    common::until(
+        "the ingest waits for the other transaction",
+        Duration::from_secs(10),
+        || {
+            let db = db.clone();
+            async move {
+                let waiting = common::pg_count(
+                    &db,
+                    "SELECT count(*) AS n FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                );
+                (waiting > 0).then_some(())
+            }
+        },
+    )
+    .await;
+    go.send(()).unwrap();
+    let (status, body) = request.await.unwrap();
+    other.join().unwrap();
+    assert_eq!(status, 202, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body, json!({"accepted": 2, "duplicates": 0}));
+    let mut got = drain(&app, &key).await;
+    got.sort_unstable();
+    assert_eq!(got, ["a@x.test", "b@x.test"]);
 }
 
 async fn fetch_order_is_commit_order_per_account(b: Backend) {

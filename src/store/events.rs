@@ -100,7 +100,7 @@ fn insert_events(
     chunk: &[(usize, i64, &NewEvent)],
     seqs: &[Option<i64>],
 ) -> QueryResult<Option<HashSet<String>>> {
-    let rows: Vec<EventRow> = chunk
+    let mut rows: Vec<EventRow> = chunk
         .iter()
         .zip(seqs)
         .map(|(&(_, account_id, e), seq)| EventRow {
@@ -116,6 +116,13 @@ fn insert_events(
     // Only an external_id can collide; without one, skip RETURNING.
     let may_collide = chunk.iter().any(|(_, _, e)| e.external_id.is_some());
     if let DbConn::Pg(c) = conn {
+        // In key order, so two writers inserting the same new external_ids
+        // take their index locks in the same order instead of deadlocking
+        // (a deadlock still possible across chunks is retried: `write_ingest`).
+        // Stable: of two equal keys in the chunk, the first is stored.
+        if may_collide {
+            rows.sort_by(|a, b| (a.account_id, a.external_id).cmp(&(b.account_id, b.external_id)));
+        }
         let cols = vec![
             Col::Int(rows.iter().map(|r| r.account_id).collect()),
             Col::Str(rows.iter().map(|r| r.id).collect()),

@@ -85,6 +85,23 @@ pub fn is_out_of_space(e: &Error) -> bool {
     }
 }
 
+/// Another transaction's locks made this one fail, and it was rolled back:
+/// running it again is all it takes. PostgreSQL's deadlock_detected (40P01,
+/// "deadlock detected") and serialization_failure (40001). Two ingest
+/// writers that insert the same new `external_id`s can deadlock on the
+/// unique index; PostgreSQL then cancels one of them after its
+/// `deadlock_timeout` (1 s by default).
+///
+/// A deadlock by text, like [`is_out_of_space`]: diesel maps 40P01 to
+/// `Unknown`.
+pub fn is_retryable(e: &Error) -> bool {
+    match e {
+        Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        Error::DatabaseError(_, info) => info.message().contains("deadlock detected"),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +154,20 @@ mod tests {
         assert!(is_out_of_space(&db(Unknown, "database or disk is full", None)));
         assert!(!is_out_of_space(&db(Unknown, "relation \"x\" does not exist", None)));
         assert!(!is_out_of_space(&Error::NotFound));
+    }
+
+    #[test]
+    fn deadlocks_and_serialization_failures_are_retried() {
+        use DatabaseErrorKind::{SerializationFailure, UniqueViolation, Unknown};
+        assert!(is_retryable(&db(Unknown, "deadlock detected", None)));
+        assert!(is_retryable(&db(
+            SerializationFailure,
+            "could not serialize access due to concurrent update",
+            None
+        )));
+        assert!(!is_retryable(&db(UniqueViolation, "duplicate key value", None)));
+        assert!(!is_retryable(&db(Unknown, "syntax error", None)));
+        assert!(!is_retryable(&Error::NotFound));
     }
 
     #[test]

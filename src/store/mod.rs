@@ -129,6 +129,12 @@ impl StoreError {
         matches!(self, StoreError::StorageFull(_) | StoreError::OutOfSpace(_))
     }
 
+    /// Rolled back because of another transaction (a deadlock): may be run
+    /// again as it is.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Db(e) if failure::is_retryable(e))
+    }
+
     pub fn is_unique_violation(&self) -> bool {
         matches!(
             self,
@@ -141,6 +147,10 @@ impl StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// How many times an ingest transaction is run before a deadlock is
+/// reported to its requests (see [`Store::write_ingest`]).
+pub const INGEST_ATTEMPTS: u32 = 5;
 
 /// libpq negotiates GSSAPI transport encryption by default, which loads
 /// Kerberos; its thread-specific-data destructors then abort the process
@@ -320,9 +330,22 @@ impl Store {
         r
     }
 
-    /// [`Store::write`] for ingest: its commit also ends an out-of-space report.
-    pub(crate) fn write_ingest<T>(&self, f: impl FnOnce(&mut DbConn) -> StoreResult<T>) -> StoreResult<T> {
-        let r = self.write_inner(f);
+    /// [`Store::write`] for ingest: its commit also ends an out-of-space
+    /// report, and a transaction rolled back by a deadlock is run again (up
+    /// to [`INGEST_ATTEMPTS`] times in all), so a request never fails
+    /// because another one held the same keys.
+    pub(crate) fn write_ingest<T>(&self, f: impl Fn(&mut DbConn) -> StoreResult<T>) -> StoreResult<T> {
+        let mut attempt = 1;
+        let r = loop {
+            match self.write_inner(&f) {
+                Err(e) if e.is_retryable() && attempt < INGEST_ATTEMPTS => {
+                    tracing::info!(error = %e, attempt, "ingest transaction rolled back by the database; running it again");
+                    std::thread::sleep(Duration::from_millis(5 * attempt as u64));
+                    attempt += 1;
+                }
+                r => break r,
+            }
+        };
         self.note_space(&r, true);
         r
     }
