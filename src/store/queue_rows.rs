@@ -24,7 +24,6 @@ pub(super) struct BatchRow {
     pub(super) expires_at: i64,
     pub(super) event_count: i64,
     seqs: String,
-    pub(super) trigger_counts: Option<String>,
 }
 
 impl BatchRow {
@@ -57,20 +56,35 @@ pub(super) fn open_pieces(
     now: i64,
     except: Option<&str>,
 ) -> QueryResult<Vec<Piece>> {
-    let rows: Vec<(String, Option<String>, String)> = on_conn!(conn, |c| batches::table
+    let rows: Vec<(String, Option<String>)> = on_conn!(conn, |c| batches::table
         .filter(batches::account_id.eq(account_id))
         .filter(batches::state.eq(OPEN))
         .filter(batches::expires_at.gt(now))
-        .select((batches::id, batches::pieces, batches::seqs))
+        .select((batches::id, batches::pieces))
         .load(c))?;
-    Ok(rows
-        .into_iter()
-        .filter(|(id, _, _)| Some(id.as_str()) != except)
-        .flat_map(|(_, pieces, seqs)| match pieces {
-            Some(p) => serde_json::from_str::<Vec<Piece>>(&p).unwrap_or_default(),
-            None => leases::runs(&serde_json::from_str::<Vec<i64>>(&seqs).unwrap_or_default()),
-        })
-        .collect())
+    let mut pieces = Vec::new();
+    // Member lists (up to ~70 KB each) are read only for the batches
+    // without pieces.
+    let mut listed = Vec::new();
+    for (id, p) in rows {
+        match p {
+            _ if Some(id.as_str()) == except => {}
+            Some(p) => pieces.extend(serde_json::from_str::<Vec<Piece>>(&p).unwrap_or_default()),
+            None => listed.push(id),
+        }
+    }
+    if !listed.is_empty() {
+        let lists: Vec<String> = on_conn!(conn, |c| batches::table
+            .filter(batches::id.eq_any(&listed))
+            .select(batches::seqs)
+            .load(c))?;
+        for seqs in lists {
+            pieces.extend(leases::runs(
+                &serde_json::from_str::<Vec<i64>>(&seqs).unwrap_or_default(),
+            ));
+        }
+    }
+    Ok(pieces)
 }
 
 /// SQL condition "seq is one of these". The range bound keeps the index

@@ -115,12 +115,46 @@ fn oldest_pending(conn: &mut DbConn, account_id: i64, pieces: &[Piece]) -> Query
     Ok(None)
 }
 
-/// Member count per trigger of an open batch.
-fn batch_trigger_counts(conn: &mut DbConn, account_id: i64, b: &BatchRow) -> QueryResult<BTreeMap<String, i64>> {
-    if let Some(json) = &b.trigger_counts {
-        return Ok(serde_json::from_str(json).unwrap_or_default());
+/// An open batch as a status shows it (without its member list).
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = batches)]
+struct OpenHead {
+    id: String,
+    consumer: String,
+    expires_at: i64,
+    event_count: i64,
+    trigger_counts: Option<String>,
+}
+
+/// The account's open, unexpired batches, oldest first, each with its
+/// member count per trigger: one short row per batch.
+fn open_batches(conn: &mut DbConn, account_id: i64, now: i64) -> QueryResult<Vec<(OpenHead, BTreeMap<String, i64>)>> {
+    let heads: Vec<OpenHead> = on_conn!(&mut *conn, |c| batches::table
+        .filter(batches::account_id.eq(account_id))
+        .filter(batches::state.eq(OPEN))
+        .filter(batches::expires_at.gt(now))
+        .order(batches::created_at)
+        .select(OpenHead::as_select())
+        .load(c))?;
+    let mut out = Vec::with_capacity(heads.len());
+    for h in heads {
+        let counts = match &h.trigger_counts {
+            Some(json) => serde_json::from_str(json).unwrap_or_default(),
+            None => counted_members(conn, account_id, &h.id)?,
+        };
+        out.push((h, counts));
     }
-    // A batch made before the counts were recorded: count its members.
+    Ok(out)
+}
+
+/// Member count per trigger of a batch made before the counts were
+/// recorded: counts its members' rows.
+fn counted_members(conn: &mut DbConn, account_id: i64, id: &str) -> QueryResult<BTreeMap<String, i64>> {
+    let b: BatchRow = on_conn!(&mut *conn, |c| batches::table
+        .filter(batches::account_id.eq(account_id))
+        .filter(batches::id.eq(id))
+        .select(BatchRow::as_select())
+        .first(c))?;
     let cond = format!(
         "account_id = {account_id} AND {}",
         super::queue_rows::seq_in(conn, &b.members())
@@ -152,25 +186,7 @@ pub(super) fn pending_of(conn: &mut DbConn, account_id: i64, now: i64, wanted: M
     let is_wanted = |name: &str| name.parse::<Trigger>().is_ok_and(|t| wanted & leases::bit(t) != 0);
     let depth = depth_rows(conn, account_id)?;
     let mut n: i64 = depth.iter().filter(|(t, _)| is_wanted(t)).map(|(_, n)| n).sum();
-    let open: Vec<(String, Option<String>)> = on_conn!(&mut *conn, |c| batches::table
-        .filter(batches::account_id.eq(account_id))
-        .filter(batches::state.eq(OPEN))
-        .filter(batches::expires_at.gt(now))
-        .select((batches::id, batches::trigger_counts))
-        .load(c))?;
-    for (id, counts) in open {
-        let counts: BTreeMap<String, i64> = match counts {
-            Some(json) => serde_json::from_str(&json).unwrap_or_default(),
-            None => {
-                // A batch made before the counts were recorded.
-                let b: BatchRow = on_conn!(&mut *conn, |c| batches::table
-                    .filter(batches::account_id.eq(account_id))
-                    .filter(batches::id.eq(&id))
-                    .select(BatchRow::as_select())
-                    .first(c))?;
-                batch_trigger_counts(conn, account_id, &b)?
-            }
-        };
+    for (_, counts) in open_batches(conn, account_id, now)? {
         n -= counts.iter().filter(|(t, _)| is_wanted(t)).map(|(_, n)| n).sum::<i64>();
     }
     Ok(n.max(0))
@@ -217,13 +233,7 @@ impl Store {
         let now = now_ms();
         self.read_by_index(|conn| {
             let depth = depth_rows(conn, account_id)?;
-            let open: Vec<BatchRow> = on_conn!(&mut *conn, |c| batches::table
-                .filter(batches::account_id.eq(account_id))
-                .filter(batches::state.eq(OPEN))
-                .filter(batches::expires_at.gt(now))
-                .order(batches::created_at)
-                .select(BatchRow::as_select())
-                .load(c))?;
+            let open = open_batches(conn, account_id, now)?;
             let mut triggers: Vec<TriggerDepth> = Trigger::ALL
                 .iter()
                 .map(|&trigger| TriggerDepth {
@@ -238,9 +248,9 @@ impl Store {
                     triggers[i].pending += n;
                 }
             }
-            for b in &open {
-                for (name, n) in batch_trigger_counts(conn, account_id, b)? {
-                    if let Some(i) = find(&mut triggers, &name) {
+            for (_, counts) in &open {
+                for (name, n) in counts {
+                    if let Some(i) = find(&mut triggers, name) {
                         triggers[i].pending -= n;
                         triggers[i].in_flight += n;
                     }
@@ -256,7 +266,7 @@ impl Store {
                 oldest_pending_ms: oldest,
                 open_batches: open
                     .into_iter()
-                    .map(|b| OpenBatch {
+                    .map(|(b, _)| OpenBatch {
                         id: b.id,
                         consumer: b.consumer,
                         expires_at_ms: b.expires_at,
