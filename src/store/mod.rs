@@ -484,6 +484,27 @@ pub(crate) fn relaxed_commit(conn: &mut DbConn) -> StoreResult<()> {
 mod tests {
     use super::pg_conninfo;
 
+    /// `.cargo/config.toml` builds SQLite without its per-call mutex (see
+    /// there); a build that lost the setting is slower, not wrong, so this
+    /// is where it shows.
+    #[test]
+    fn bundled_sqlite_is_built_in_multi_thread_mode() {
+        use diesel::prelude::*;
+        #[derive(QueryableByName)]
+        struct Opt {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            compile_options: String,
+        }
+        let mut c = diesel::SqliteConnection::establish(":memory:").unwrap();
+        let opts: Vec<Opt> = diesel::sql_query("PRAGMA compile_options").load(&mut c).unwrap();
+        let threadsafe: Vec<&str> = opts
+            .iter()
+            .map(|o| o.compile_options.as_str())
+            .filter(|o| o.starts_with("THREADSAFE"))
+            .collect();
+        assert_eq!(threadsafe, ["THREADSAFE=2"]);
+    }
+
     #[test]
     fn gss_encryption_is_off_unless_asked_for() {
         assert_eq!(pg_conninfo("postgres://h/db"), "postgres://h/db?gssencmode=disable");
