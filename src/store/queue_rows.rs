@@ -24,6 +24,9 @@ pub(super) struct BatchRow {
     pub(super) expires_at: i64,
     pub(super) event_count: i64,
     seqs: String,
+    /// Member count per trigger (JSON), recorded at fetch; None for a batch
+    /// made before the counts were.
+    pub(super) trigger_counts: Option<String>,
 }
 
 impl BatchRow {
