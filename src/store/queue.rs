@@ -18,7 +18,7 @@ use diesel::sql_types::{BigInt, Text};
 
 use super::leases::{self, Piece, Segment};
 use super::payloads;
-use super::queue_rows::{member_conds, open_pieces, seq_in, BatchRow, SeqTrigger, OPEN};
+use super::queue_rows::{encode_members, member_conds, open_pieces, seq_in, BatchRow, SeqTrigger, OPEN};
 use super::queue_status::{adjust_depth, pending_of};
 pub use super::queue_status::{OpenBatch, QueueStatus, TriggerDepth};
 use super::schema::batches;
@@ -312,7 +312,7 @@ impl Store {
                     batches::created_at.eq(now),
                     batches::expires_at.eq(expires_at),
                     batches::event_count.eq(rows.len() as i64),
-                    batches::seqs.eq(to_json(&seqs)),
+                    batches::seqs.eq(encode_members(&seqs)),
                     batches::pieces.eq(Some(to_json(&mine))),
                     batches::trigger_counts.eq(Some(to_json(&per_trigger))),
                 ))

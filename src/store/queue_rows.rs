@@ -31,8 +31,27 @@ pub(super) struct BatchRow {
 
 impl BatchRow {
     pub(super) fn members(&self) -> Vec<i64> {
-        serde_json::from_str(&self.seqs).unwrap_or_default()
+        decode_members(&self.seqs)
     }
+}
+
+/// A batch's member seqs as stored (`batches.seqs`): the runs of
+/// consecutive seqs, `[[lo,hi],…]`. A batch is usually one run, so a few
+/// bytes where the list of 10,000 seqs took ~70 KB to write (PostgreSQL
+/// compressed it out of line: 2.6 ms of a fetch) and to read back.
+pub(super) fn encode_members(seqs: &[i64]) -> String {
+    let runs: Vec<[i64; 2]> = leases::runs(seqs).iter().map(|Piece(lo, hi, _)| [*lo, *hi]).collect();
+    serde_json::to_string(&runs).expect("numbers serialize")
+}
+
+/// The member seqs, in order, of a stored list: runs (see
+/// [`encode_members`]), or the plain list of seqs batches made before
+/// were stored with.
+pub(super) fn decode_members(stored: &str) -> Vec<i64> {
+    if let Ok(runs) = serde_json::from_str::<Vec<[i64; 2]>>(stored) {
+        return runs.into_iter().flat_map(|[lo, hi]| lo..=hi).collect();
+    }
+    serde_json::from_str(stored).unwrap_or_default()
 }
 
 /// A queue row's seq and trigger (what coverage checks need).
@@ -125,4 +144,20 @@ pub(super) fn member_conds(conn: &DbConn, seqs: &[i64]) -> Vec<String> {
     runs.iter()
         .map(|Piece(lo, hi, _)| format!("seq BETWEEN {lo} AND {hi}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_are_stored_as_runs_and_read_back_in_either_form() {
+        let seqs = [3, 4, 5, 9, 11, 12];
+        assert_eq!(encode_members(&seqs), "[[3,5],[9,9],[11,12]]");
+        assert_eq!(decode_members(&encode_members(&seqs)), seqs);
+        assert_eq!(decode_members(&encode_members(&[])), Vec::<i64>::new());
+        // As batches made by earlier versions stored them.
+        assert_eq!(decode_members("[3,4,5,9]"), [3, 4, 5, 9]);
+        assert_eq!(decode_members("[]"), Vec::<i64>::new());
+    }
 }
