@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::{opens, recipients, spawn_app, Backend, ADMIN};
+use common::{opens, recipients, spawn_app, Backend, TestApp, ADMIN};
 use serde_json::{json, Value};
 
 both!(
@@ -561,14 +561,22 @@ async fn destination_none_keeps_events_out_of_the_queue(b: Backend) {
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "unknown_destination");
 }
 
+/// Two events fetched by "slow" with a 1 s lease, then, once that ran out,
+/// by "fast": (slow's batch, fast's batch).
+async fn handed_on(app: &TestApp, key: &str) -> (Value, Value) {
+    app.ingest(key, &opens(2)).await;
+    let slow = app.fetch(key, &json!({"consumer": "slow", "lease_seconds": 1})).await;
+    // Until the lease has run out (the only way to hand the events on).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let fast = app.fetch(key, &json!({"consumer": "fast"})).await;
+    assert_eq!(recipients(&fast).len(), 2);
+    (slow, fast)
+}
+
 async fn marking_an_expired_batch_that_was_handed_on_conflicts(b: Backend) {
     let app = spawn_app(b).await;
     let (_, key) = app.create_account("acme").await;
-    app.ingest(&key, &opens(2)).await;
-    let first = app.fetch(&key, &json!({"consumer": "slow", "lease_seconds": 1})).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let second = app.fetch(&key, &json!({"consumer": "fast"})).await;
-    assert_eq!(recipients(&second).len(), 2);
+    let (first, second) = handed_on(&app, &key).await;
     let id = first["batch_id"].as_str().unwrap();
     let r = app.post_empty(&format!("/v1/batches/{id}/read"), &key).await;
     assert_eq!(r.status(), 409);
@@ -595,11 +603,7 @@ async fn marking_an_expired_batch_that_was_handed_on_conflicts(b: Backend) {
 async fn a_late_mark_read_never_deletes_events_that_came_after(b: Backend) {
     let app = spawn_app(b).await;
     let (_, key) = app.create_account("acme").await;
-    app.ingest(&key, &opens(2)).await;
-    let slow = app.fetch(&key, &json!({"consumer": "slow", "lease_seconds": 1})).await;
-    // Until the lease has run out (the only way to hand the events on).
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let fast = app.fetch(&key, &json!({"consumer": "fast"})).await;
+    let (slow, fast) = handed_on(&app, &key).await;
     let id = fast["batch_id"].as_str().unwrap();
     let r = app.post_empty(&format!("/v1/batches/{id}/read"), &key).await;
     assert_eq!(r.json::<Value>().await.unwrap()["deleted"], 2);
