@@ -70,9 +70,10 @@ diesel::table! {
 }
 
 diesel::table! {
-    queue_depth (account_id, trigger) {
+    queue_depth (account_id, trigger, shard) {
         account_id -> BigInt,
         trigger -> Text,
+        shard -> SmallInt,
         events -> BigInt,
     }
 }
