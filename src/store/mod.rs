@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod activity;
 mod bulk;
+mod cached;
 pub mod events;
 pub mod failure;
 pub mod group;

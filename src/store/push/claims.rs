@@ -14,6 +14,7 @@ use super::parcels::{close_periods, members, MemberRow, PeriodDest, OPEN};
 use crate::domain::time::now_ms;
 use crate::domain::{DeliverySettings, Trigger};
 use crate::on_conn;
+use crate::store::cached::Cached;
 use crate::store::payloads;
 use crate::store::schema::{deliveries, push_destinations};
 use crate::store::{relaxed_commit, DbConn, Store, StoreResult};
@@ -87,19 +88,40 @@ impl Store {
     pub fn due_destinations(&self, limit: i64) -> StoreResult<Vec<DestinationKey>> {
         let now = now_ms();
         // Walks the (small) destinations table and probes each one's
-        // pending index, rather than scanning every pending delivery.
-        let sql = format!(
-            "SELECT p.account_id, p.trigger, p.transport FROM push_destinations p \
-             WHERE p.state = '{ACTIVE}' AND p.paused_until <= {now} \
-             AND (EXISTS (SELECT 1 FROM deliveries d WHERE d.account_id = p.account_id \
-             AND d.trigger = p.trigger AND d.transport = p.transport AND d.status = '{PENDING}' \
-             AND d.next_at <= {now} AND (d.lease_until IS NULL OR d.lease_until <= {now})) \
-             OR (p.transport <> 'http' AND EXISTS (SELECT 1 FROM deliveries o WHERE o.account_id = p.account_id \
-             AND o.trigger = p.trigger AND o.transport = p.transport AND o.status = '{OPEN}' \
-             AND o.next_at <= {now}))) \
-             LIMIT {limit}"
-        );
-        self.read(|conn| Ok(on_conn!(conn, |c| diesel::sql_query(&sql).load(c))?))
+        // pending index, rather than scanning every pending delivery. The
+        // time and the limit are parameters: one prepared statement per
+        // connection, planned once (as SQL text with them as literals it
+        // was planned on every call, 1.3 ms for 0.5 ms of execution).
+        let sql = [
+            format!(
+                "SELECT p.account_id, p.trigger, p.transport FROM push_destinations p \
+                 WHERE p.state = '{ACTIVE}' AND p.paused_until <= "
+            ),
+            format!(
+                " AND (EXISTS (SELECT 1 FROM deliveries d WHERE d.account_id = p.account_id \
+                 AND d.trigger = p.trigger AND d.transport = p.transport AND d.status = '{PENDING}' \
+                 AND d.next_at <= "
+            ),
+            " AND (d.lease_until IS NULL OR d.lease_until <= ".to_string(),
+            format!(
+                ")) OR (p.transport <> 'http' AND EXISTS (SELECT 1 FROM deliveries o WHERE o.account_id = p.account_id \
+                 AND o.trigger = p.trigger AND o.transport = p.transport AND o.status = '{OPEN}' \
+                 AND o.next_at <= "
+            ),
+            "))) LIMIT ".to_string(),
+        ];
+        let query = Cached::new()
+            .sql(&sql[0])
+            .int(now)
+            .sql(&sql[1])
+            .int(now)
+            .sql(&sql[2])
+            .int(now)
+            .sql(&sql[3])
+            .int(now)
+            .sql(&sql[4])
+            .int(limit);
+        self.read(|conn| Ok(on_conn!(conn, |c| query.load(c))?))
     }
 
     /// Claims due deliveries of one destination for `worker` until
@@ -190,34 +212,38 @@ impl Store {
             }
             let requests = if ordered { 1 } else { max_requests.max(1) };
             let limit = (requests * batch_size).min(MAX_CLAIM.max(batch_size));
-            let base = format!(
-                "account_id = {account_id} AND trigger = '{t}' AND transport = '{transport}' AND status = '{PENDING}'"
-            );
+            // The destination, the time and the limit are parameters: one
+            // prepared statement per connection (see `due_destinations`).
+            let base = format!(" AND status = '{PENDING}'");
+            let candidates = Cached::new()
+                .sql("SELECT id, next_at, lease_until FROM deliveries WHERE account_id = ")
+                .int(account_id)
+                .sql(" AND trigger = ")
+                .text(t)
+                .sql(" AND transport = ")
+                .text(transport)
+                .sql(&base);
+            let pg = matches!(conn, DbConn::Pg(_));
             let ids: Vec<i64> = if ordered {
-                let lock = if matches!(conn, DbConn::Pg(_)) {
-                    " FOR UPDATE"
-                } else {
-                    ""
-                };
-                let sql = format!(
-                    "SELECT id, next_at, lease_until FROM deliveries WHERE {base} ORDER BY id LIMIT {limit}{lock}"
-                );
-                let head: Vec<Candidate> = on_conn!(&mut *conn, |c| diesel::sql_query(&sql).load(c))?;
+                let query = candidates
+                    .sql(" ORDER BY id LIMIT ")
+                    .int(limit)
+                    .sql(if pg { " FOR UPDATE" } else { "" });
+                let head: Vec<Candidate> = on_conn!(&mut *conn, |c| query.load(c))?;
                 head.iter()
                     .take_while(|r| r.next_at <= now && r.lease_until.is_none_or(|l| l <= now))
                     .map(|r| r.id)
                     .collect()
             } else {
-                let lock = if matches!(conn, DbConn::Pg(_)) {
-                    " FOR UPDATE SKIP LOCKED"
-                } else {
-                    ""
-                };
-                let sql = format!(
-                    "SELECT id, next_at, lease_until FROM deliveries WHERE {base} AND next_at <= {now} \
-                     AND (lease_until IS NULL OR lease_until <= {now}) ORDER BY id LIMIT {limit}{lock}"
-                );
-                let rows: Vec<Candidate> = on_conn!(&mut *conn, |c| diesel::sql_query(&sql).load(c))?;
+                let query = candidates
+                    .sql(" AND next_at <= ")
+                    .int(now)
+                    .sql(" AND (lease_until IS NULL OR lease_until <= ")
+                    .int(now)
+                    .sql(") ORDER BY id LIMIT ")
+                    .int(limit)
+                    .sql(if pg { " FOR UPDATE SKIP LOCKED" } else { "" });
+                let rows: Vec<Candidate> = on_conn!(&mut *conn, |c| query.load(c))?;
                 rows.iter().map(|r| r.id).collect()
             };
             if ids.is_empty() {
