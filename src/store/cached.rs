@@ -42,6 +42,12 @@ impl<'a> Cached<'a> {
         self
     }
 
+    /// Another statement's pieces, e.g. as a subquery.
+    pub(crate) fn append(mut self, other: Cached<'a>) -> Self {
+        self.parts.extend(other.parts);
+        self
+    }
+
     /// A `TEXT` parameter.
     pub(crate) fn text(mut self, v: &'a str) -> Self {
         self.parts.push(Part::Str(v));

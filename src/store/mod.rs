@@ -351,11 +351,27 @@ impl Store {
         r
     }
 
+    /// [`Store::write`] with [`relaxed_commit`]'s setting, which on
+    /// PostgreSQL is sent with the `BEGIN` (one round trip for both).
+    pub(crate) fn write_relaxed<T>(&self, f: impl FnOnce(&mut DbConn) -> StoreResult<T>) -> StoreResult<T> {
+        let r = self.write_begun(Some(RELAXED_BEGIN), f);
+        self.note_space(&r, false);
+        r
+    }
+
     fn write_inner<T>(&self, f: impl FnOnce(&mut DbConn) -> StoreResult<T>) -> StoreResult<T> {
+        self.write_begun(None, f)
+    }
+
+    /// A write transaction, started on PostgreSQL by `pg_begin` if given.
+    fn write_begun<T>(&self, pg_begin: Option<&str>, f: impl FnOnce(&mut DbConn) -> StoreResult<T>) -> StoreResult<T> {
         let mut pooled = self.writer()?;
         let conn: &mut DbConn = &mut pooled;
         match conn {
-            DbConn::Pg(c) => AnsiTransactionManager::begin_transaction(c)?,
+            DbConn::Pg(c) => match pg_begin {
+                Some(sql) => AnsiTransactionManager::begin_transaction_sql(c, sql)?,
+                None => AnsiTransactionManager::begin_transaction(c)?,
+            },
             DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
         }
         match f(conn) {
@@ -474,6 +490,9 @@ impl r2d2::HandleError<r2d2::Error> for ConnectFailures {
 /// means a lease that did not happen (the rows are claimable) or a delivery
 /// sent again (at-least-once, as for any webhook). Events themselves are
 /// always committed durably at ingest.
+/// `BEGIN` and [`relaxed_commit`]'s setting in one round trip.
+const RELAXED_BEGIN: &str = "BEGIN; SET LOCAL synchronous_commit = off";
+
 pub(crate) fn relaxed_commit(conn: &mut DbConn) -> StoreResult<()> {
     if let DbConn::Pg(c) = conn {
         diesel::sql_query("SET LOCAL synchronous_commit = off").execute(c)?;

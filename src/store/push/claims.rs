@@ -17,7 +17,7 @@ use crate::on_conn;
 use crate::store::cached::Cached;
 use crate::store::payloads;
 use crate::store::schema::{deliveries, push_destinations};
-use crate::store::{relaxed_commit, DbConn, Store, StoreResult};
+use crate::store::{DbConn, Store, StoreResult};
 
 /// Most deliveries claimed at once (unless one batch is larger).
 const MAX_CLAIM: i64 = 2000;
@@ -151,8 +151,7 @@ impl Store {
             t @ ("http" | "email" | "ftp") => t,
             _ => return Ok(None),
         };
-        self.write(|conn| {
-            relaxed_commit(conn)?;
+        self.write_relaxed(|conn| {
             type Health = (String, String, Option<String>, Option<i64>, String, i64, i64);
             let health: Option<Health> = on_conn!(&mut *conn, |c| push_destinations::table
                 .filter(push_destinations::account_id.eq(account_id))
@@ -216,7 +215,7 @@ impl Store {
             // prepared statement per connection (see `due_destinations`).
             let base = format!(" AND status = '{PENDING}'");
             let candidates = Cached::new()
-                .sql("SELECT id, next_at, lease_until FROM deliveries WHERE account_id = ")
+                .sql(" FROM deliveries WHERE account_id = ")
                 .int(account_id)
                 .sql(" AND trigger = ")
                 .text(t)
@@ -224,29 +223,58 @@ impl Store {
                 .text(transport)
                 .sql(&base);
             let pg = matches!(conn, DbConn::Pg(_));
-            let ids: Vec<i64> = if ordered {
-                let query = candidates
+            let mut leased: Vec<Leased> = if ordered {
+                let query = Cached::new()
+                    .sql("SELECT id, next_at, lease_until")
+                    .append(candidates)
                     .sql(" ORDER BY id LIMIT ")
                     .int(limit)
                     .sql(if pg { " FOR UPDATE" } else { "" });
                 let head: Vec<Candidate> = on_conn!(&mut *conn, |c| query.load(c))?;
-                head.iter()
+                let ids: Vec<i64> = head
+                    .iter()
                     .take_while(|r| r.next_at <= now && r.lease_until.is_none_or(|l| l <= now))
                     .map(|r| r.id)
-                    .collect()
+                    .collect();
+                lease(conn, account_id, &ids, lease_until, worker)?
             } else {
-                let query = candidates
+                let due = candidates
                     .sql(" AND next_at <= ")
                     .int(now)
                     .sql(" AND (lease_until IS NULL OR lease_until <= ")
                     .int(now)
                     .sql(") ORDER BY id LIMIT ")
-                    .int(limit)
-                    .sql(if pg { " FOR UPDATE SKIP LOCKED" } else { "" });
-                let rows: Vec<Candidate> = on_conn!(&mut *conn, |c| query.load(c))?;
-                rows.iter().map(|r| r.id).collect()
+                    .int(limit);
+                match &mut *conn {
+                    // Selected, locked and leased in one statement (one
+                    // round trip): the ids as an array (an InitPlan), so
+                    // the update looks them up by primary key whatever the
+                    // generic plan guesses of the LIMIT.
+                    DbConn::Pg(c) => Cached::new()
+                        .sql("UPDATE deliveries SET lease_until = ")
+                        .int(lease_until)
+                        .sql(", claimed_by = ")
+                        .text(worker)
+                        .sql(" WHERE account_id = ")
+                        .int(account_id)
+                        .sql(" AND id = ANY(ARRAY(SELECT id")
+                        .append(due)
+                        .sql(
+                            " FOR UPDATE SKIP LOCKED)) \
+                             RETURNING id, event_id, failures, label, period_start",
+                        )
+                        .load(c)?,
+                    DbConn::Sqlite(c) => {
+                        let rows: Vec<Candidate> = Cached::new()
+                            .sql("SELECT id, next_at, lease_until")
+                            .append(due)
+                            .load(c)?;
+                        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+                        lease(conn, account_id, &ids, lease_until, worker)?
+                    }
+                }
             };
-            if ids.is_empty() {
+            if leased.is_empty() {
                 return Ok(Some(Claim {
                     settings,
                     secrets,
@@ -255,7 +283,6 @@ impl Store {
                     config_version,
                 }));
             }
-            let mut leased = lease(conn, account_id, &ids, lease_until, worker)?;
             leased.sort_by_key(|r| r.id);
             // Payloads are stored once, in the history. Event ids are
             // UUIDv7 and deliveries are made in ingest order, so the events
@@ -309,8 +336,7 @@ impl Store {
         held: &HashMap<i64, Vec<i64>>,
         until: i64,
     ) -> StoreResult<Vec<(i64, i64)>> {
-        self.write(|conn| {
-            relaxed_commit(conn)?;
+        self.write_relaxed(|conn| {
             let mut renewed = Vec::new();
             for (account_id, ids) in held {
                 for chunk in ids.chunks(1000) {
@@ -357,6 +383,9 @@ type LeasedColumns = (i64, String, i64, Option<String>, Option<i64>);
 /// ANY($1)`), prepared once per connection; on SQLite the ids are literals
 /// and the account term is `+account_id` ([`super::of_account`]).
 fn lease(conn: &mut DbConn, account_id: i64, ids: &[i64], lease_until: i64, worker: &str) -> StoreResult<Vec<Leased>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     match conn {
         DbConn::Pg(c) => {
             let rows: Vec<LeasedColumns> = diesel::update(

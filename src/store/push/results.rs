@@ -11,7 +11,7 @@ use crate::domain::time::now_ms;
 use crate::on_conn;
 use crate::store::bulk::{Col, Unnest};
 use crate::store::schema::{deliveries, delivery_attempts, push_destinations};
-use crate::store::{relaxed_commit, DbConn, Store, StoreResult};
+use crate::store::{DbConn, Store, StoreResult};
 
 /// Longest stored error text and response excerpt.
 const MAX_TEXT: usize = 1024;
@@ -103,8 +103,7 @@ impl Store {
         suspend_after: i64,
     ) -> StoreResult<Vec<(DestinationKey, i64)>> {
         let now = now_ms();
-        self.write(|conn| {
-            relaxed_commit(conn)?;
+        self.write_relaxed(|conn| {
             let mut attempts: Vec<NewAttempt> = Vec::new();
             // Per destination: (failures since the last success in this
             // flush, whether a success reset the streak, gone, pause, last error).
@@ -124,7 +123,10 @@ impl Store {
             // resume or configuration change cannot land between this read
             // and the health update below, and be overwritten by it.
             // Locked in one order, so two completers cannot deadlock.
-            let mut versions: HashMap<&DestinationKey, Option<i64>> = HashMap::new();
+            // With its state and failure streak, for the health update (the
+            // row is locked, so they cannot change before it).
+            type Row = (i64, String, i64);
+            let mut versions: HashMap<&DestinationKey, Option<Row>> = HashMap::new();
             let mut dests: Vec<&DestinationKey> = outcomes
                 .iter()
                 .filter(|o| o.kind != OutcomeKind::Released)
@@ -139,8 +141,12 @@ impl Store {
                     .filter(push_destinations::account_id.eq(dest.account_id))
                     .filter(push_destinations::trigger.eq(&dest.trigger))
                     .filter(push_destinations::transport.eq(&dest.transport))
-                    .select(push_destinations::config_version);
-                let v: Option<i64> = match &mut *conn {
+                    .select((
+                        push_destinations::config_version,
+                        push_destinations::state,
+                        push_destinations::consecutive_failures,
+                    ));
+                let v: Option<Row> = match &mut *conn {
                     DbConn::Pg(c) => target.for_update().first(c).optional()?,
                     DbConn::Sqlite(c) => target.first(c).optional()?,
                 };
@@ -191,7 +197,7 @@ impl Store {
                         })?
                     };
                 }
-                let version = versions.get(&o.dest).copied().flatten();
+                let version = versions.get(&o.dest).and_then(|v| v.as_ref()).map(|v| v.0);
                 if o.kind != OutcomeKind::Success && version.is_some_and(|v| v != o.config_version) {
                     // Sent with a configuration changed (or resumed) since:
                     // logged (an attempt), but neither counted against the
@@ -274,14 +280,10 @@ impl Store {
             insert_attempts(conn, &attempts)?;
             let mut stopped = Vec::new();
             for (dest, h) in health {
-                let current: Option<(String, i64)> = on_conn!(&mut *conn, |c| push_destinations::table
-                    .filter(push_destinations::account_id.eq(dest.account_id))
-                    .filter(push_destinations::trigger.eq(&dest.trigger))
-                    .filter(push_destinations::transport.eq(&dest.transport))
-                    .select((push_destinations::state, push_destinations::consecutive_failures))
-                    .first(c)
-                    .optional())?;
-                let Some((state, streak)) = current else { continue };
+                let Some(Some((_, state, streak))) = versions.get(dest) else {
+                    continue;
+                };
+                let (state, streak) = (state.clone(), *streak);
                 let streak = if h.reset { h.failures } else { streak + h.failures };
                 let suspend = state == ACTIVE && (h.gone || streak >= suspend_after);
                 let state = if suspend { SUSPENDED.to_string() } else { state };
