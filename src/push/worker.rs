@@ -37,6 +37,10 @@ const MAX_IDLE_DESTINATIONS: usize = 10_000;
 const PRUNE_LIMIT: i64 = 10_000;
 /// Destinations looked at per round.
 const DUE_LIMIT: i64 = 1000;
+/// While some destination's last claim got all it asked for, the due probe
+/// runs at most this often; in between only those destinations are claimed
+/// for (the probe cost about as much as the claim itself).
+const PROBE_EVERY: Duration = Duration::from_millis(100);
 
 #[derive(Clone)]
 pub struct WorkerConfig {
@@ -167,6 +171,9 @@ async fn run(store: Store, transports: Transports, config: WorkerConfig, mut sto
         .min(Duration::from_secs(60))
         .max(Duration::from_millis(100));
     let mut last_prune = std::time::Instant::now();
+    // Destinations to claim for again without probing (see PROBE_EVERY).
+    let mut hot: Vec<DestinationKey> = Vec::new();
+    let mut last_probe = std::time::Instant::now();
     while !*stop.borrow() {
         if last_prune.elapsed() >= prune_every {
             last_prune = std::time::Instant::now();
@@ -179,7 +186,11 @@ async fn run(store: Store, transports: Transports, config: WorkerConfig, mut sto
             }
         }
         while tasks.try_join_next().is_some() {}
-        let due = {
+        let due = if !hot.is_empty() && last_probe.elapsed() < PROBE_EVERY {
+            Ok(std::mem::take(&mut hot))
+        } else {
+            hot.clear();
+            last_probe = std::time::Instant::now();
             let store = store.clone();
             blocking(move || store.due_destinations(DUE_LIMIT)).await
         };
@@ -216,6 +227,8 @@ async fn run(store: Store, transports: Transports, config: WorkerConfig, mut sto
             let cap = config.per_destination * CLAIM_AHEAD;
             let outstanding = st.outstanding.load(Ordering::Relaxed);
             if outstanding >= cap {
+                // Claimed for again once half of that is sent.
+                hot.push(dest);
                 continue;
             }
             let want = (cap - outstanding) as i64;
@@ -242,6 +255,10 @@ async fn run(store: Store, transports: Transports, config: WorkerConfig, mut sto
                 continue;
             }
             claimed_any = true;
+            if claim.rows.len() as i64 >= want {
+                // Probably more to claim.
+                hot.push(dest.clone());
+            }
             leases.hold(dest.account_id, claim.rows.iter().map(|r| r.id), lease_until);
             st.stopped_until.store(0, Ordering::Relaxed);
             let config_version = claim.config_version;
@@ -261,6 +278,7 @@ async fn run(store: Store, transports: Transports, config: WorkerConfig, mut sto
                 };
                 let outcomes = config.outcomes.clone();
                 let events_counter = config.events.clone();
+                let wake = wake.clone();
                 let (st, global, settings, secret, transports, tx, stop, dest, leases) = (
                     st.clone(),
                     global.clone(),
@@ -354,7 +372,10 @@ async fn run(store: Store, transports: Transports, config: WorkerConfig, mut sto
                         counter.with_label_values(&[label, transport]).inc_by(event_count);
                     }
                     let _ = tx.send(outcome);
-                    st.outstanding.fetch_sub(1, Ordering::Relaxed);
+                    if refill_now(st.outstanding.fetch_sub(1, Ordering::Relaxed), cap) {
+                        // Claim more before the destination's pipe runs dry.
+                        wake.notify_one();
+                    }
                 });
             }
         }
@@ -384,6 +405,13 @@ async fn run(store: Store, transports: Transports, config: WorkerConfig, mut sto
             tracing::warn!(error = %e, "push worker could not give back its deliveries; their leases will expire")
         }
     }
+}
+
+/// Whether the request that took a destination's outstanding requests from
+/// `before` down by one left it half of `cap`: the dispatcher is woken to
+/// claim more (once per crossing).
+fn refill_now(before: usize, cap: usize) -> bool {
+    before == cap / 2 + 1
 }
 
 /// Until when a destination whose claim found nothing to send (it was
@@ -488,6 +516,13 @@ mod tests {
     fn a_destination_with_nothing_to_claim_is_skipped_for_a_second() {
         let now = 1_800_000_000_000;
         assert_eq!(skip_deadline(now), now + 1000);
+    }
+
+    #[test]
+    fn the_dispatcher_is_woken_once_when_half_the_claimed_requests_are_sent() {
+        let woken: Vec<usize> = (1..=128).rev().filter(|&before| refill_now(before, 128)).collect();
+        assert_eq!(woken, vec![65]);
+        assert!(refill_now(1, 1));
     }
 
     #[test]
