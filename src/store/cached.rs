@@ -1,11 +1,13 @@
 //! SQL text with bound parameters that diesel keeps as a prepared
 //! statement. `diesel::sql_query` (with or without `.bind`) is never
 //! cached (its AST marks itself unsafe to cache), so a hot statement
-//! written as SQL text is parsed and planned on every call; PostgreSQL spent
-//! 1.3 ms planning the push worker's due-destination probe for 0.5 ms of
-//! execution. A [`Cached`] statement is cached by its text, which must
-//! therefore be the same on every call: values go in as bind parameters,
-//! never as literals.
+//! written as SQL text is parsed and planned on every call. A [`Cached`]
+//! statement is cached by its text, which must therefore be the same on
+//! every call: values go in as bind parameters, never as literals. It is
+//! parsed once per connection; PostgreSQL may still plan it per call
+//! (`plan_cache_mode = auto` keeps custom plans while the generic one is
+//! estimated costlier, as for the push worker's due probe, whose generic
+//! plan is indeed much slower: docs/PERFORMANCE.md).
 
 use diesel::backend::Backend;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
