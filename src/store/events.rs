@@ -244,10 +244,7 @@ impl Store {
     /// order, so of two events with the same `(account, external_id)` the
     /// first is stored and the later one counted as a duplicate, whether
     /// they came in one request or two. Returns one outcome per job.
-    ///
-    /// `shard`: the depth counters' shard of the calling writer (see
-    /// `queue_status::writer_shard`).
-    pub fn ingest_group(&self, jobs: &[IngestJob], shard: i16) -> Result<Vec<IngestOutcome>, StoreError> {
+    pub fn ingest_group(&self, jobs: &[IngestJob]) -> Result<Vec<IngestOutcome>, StoreError> {
         self.write_ingest(|conn| {
             let mut depth: BTreeMap<i64, BTreeMap<&str, i64>> = BTreeMap::new();
             let mut outcomes = vec![IngestOutcome::default(); jobs.len()];
@@ -346,7 +343,7 @@ impl Store {
             }
             // Last, so the depth rows are locked only while committing.
             for (account_id, delta) in &depth {
-                adjust_depth(conn, *account_id, shard, delta)?;
+                adjust_depth(conn, *account_id, delta)?;
             }
             Ok(outcomes)
         })

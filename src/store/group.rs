@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 use super::events::{IngestJob, IngestOutcome};
-use super::queue_status::writer_shard;
 use super::{Backend, Store, StoreError, StoreResult};
 use crate::domain::NewEvent;
 
@@ -54,7 +53,7 @@ impl GroupCommit {
             let (store, rx) = (store.clone(), rx.clone());
             std::thread::Builder::new()
                 .name(format!("ingest-writer-{n}"))
-                .spawn(move || writer(&store, &rx, writer_shard(n)))
+                .spawn(move || writer(&store, &rx))
                 .expect("spawning an ingest writer thread");
         }
         GroupCommit { tx }
@@ -114,10 +113,10 @@ fn next_group(rx: &Mutex<Receiver<Pending>>) -> Option<Vec<Pending>> {
     Some(group)
 }
 
-fn writer(store: &Store, rx: &Mutex<Receiver<Pending>>, shard: i16) {
+fn writer(store: &Store, rx: &Mutex<Receiver<Pending>>) {
     while let Some(group) = next_group(rx) {
         let (jobs, replies): (Vec<IngestJob>, Vec<_>) = group.into_iter().map(|p| (p.job, p.reply)).unzip();
-        match store.ingest_group(&jobs, shard) {
+        match store.ingest_group(&jobs) {
             Ok(outcomes) => {
                 let mut woken: Vec<i64> = jobs
                     .iter()
@@ -150,7 +149,7 @@ fn writer(store: &Store, rx: &Mutex<Receiver<Pending>>, shard: i16) {
                 let mut woken = Vec::new();
                 for (job, reply) in jobs.into_iter().zip(replies) {
                     let r = store
-                        .ingest_group(std::slice::from_ref(&job), shard)
+                        .ingest_group(std::slice::from_ref(&job))
                         .map(|mut o| o.pop().unwrap_or_default());
                     if r.as_ref().is_ok_and(|o| o.queued > 0) {
                         woken.push(job.account_id);

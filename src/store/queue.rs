@@ -19,7 +19,7 @@ use diesel::sql_types::{BigInt, Text};
 use super::leases::{self, Piece, Segment};
 use super::payloads;
 use super::queue_rows::{encode_members, member_conds, open_pieces, seq_in, BatchRow, SeqTrigger, OPEN};
-use super::queue_status::{adjust_depth, pending_of, SHARED_SHARD};
+use super::queue_status::{adjust_depth, pending_of};
 pub use super::queue_status::{OpenBatch, QueueStatus, TriggerDepth};
 use super::schema::batches;
 use super::{DbConn, Store, StoreError, StoreResult};
@@ -367,7 +367,7 @@ impl Store {
             }
             let per_trigger = delete_members(conn, account_id, &b, &members)?;
             let lower: BTreeMap<&str, i64> = per_trigger.iter().map(|(t, n)| (t.as_str(), -n)).collect();
-            adjust_depth(conn, account_id, SHARED_SHARD, &lower)?;
+            adjust_depth(conn, account_id, &lower)?;
             close(conn, account_id, &b.id, READ, per_trigger.values().sum())?;
             Ok(per_trigger
                 .into_iter()

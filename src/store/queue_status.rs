@@ -58,24 +58,12 @@ impl QueueStatus {
     }
 }
 
-/// The depth shard of everything but ingest (mark read, retention): they
-/// are serialised per account anyway (`queue::lock_account`).
-pub(super) const SHARED_SHARD: i16 = 0;
-
-/// The depth shard of ingest writer `n` (0-based): each writer adds to rows
-/// of its own, so one writer's update never waits for the other's commit
-/// (migration `queue_depth_shards`). Readers add an account's shards up.
-pub fn writer_shard(n: usize) -> i16 {
-    i16::try_from(n + 1).unwrap_or(i16::MAX)
-}
-
-/// Adds `delta` events per trigger to the account's depth rows of `shard`
-/// (negative: removes). In trigger order, so concurrent transactions lock
-/// the rows in one order.
+/// Adds `delta` events per trigger to the account's depth rows (negative:
+/// removes). In trigger order, so concurrent transactions lock the rows in
+/// one order.
 pub(super) fn adjust_depth<K: AsRef<str> + Ord>(
     conn: &mut DbConn,
     account_id: i64,
-    shard: i16,
     delta: &BTreeMap<K, i64>,
 ) -> QueryResult<()> {
     for (trigger, n) in delta.iter().filter(|(_, n)| **n != 0) {
@@ -83,10 +71,9 @@ pub(super) fn adjust_depth<K: AsRef<str> + Ord>(
             .values((
                 queue_depth::account_id.eq(account_id),
                 queue_depth::trigger.eq(trigger.as_ref()),
-                queue_depth::shard.eq(shard),
                 queue_depth::events.eq(*n),
             ))
-            .on_conflict((queue_depth::account_id, queue_depth::trigger, queue_depth::shard))
+            .on_conflict((queue_depth::account_id, queue_depth::trigger))
             .do_update()
             .set(queue_depth::events.eq(queue_depth::events + excluded(queue_depth::events)))
             .execute(c))?;
@@ -183,8 +170,7 @@ fn counted_members(conn: &mut DbConn, account_id: i64, id: &str) -> QueryResult<
     Ok(counts)
 }
 
-/// The account's queued events per trigger: its `queue_depth` rows, one
-/// per trigger and shard (a trigger may come several times: add them up).
+/// The account's queued events per trigger (its `queue_depth` rows).
 fn depth_rows(conn: &mut DbConn, account_id: i64) -> QueryResult<Vec<(String, i64)>> {
     on_conn!(conn, |c| queue_depth::table
         .filter(queue_depth::account_id.eq(account_id))

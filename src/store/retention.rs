@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use super::leases;
 use super::queue_rows::{open_pieces, seq_in, SeqTrigger};
-use super::queue_status::{adjust_depth, SHARED_SHARD};
+use super::queue_status::adjust_depth;
 use super::schema::{accounts, activity, batches, events};
 use super::{DbConn, Store, StoreResult};
 use crate::on_conn;
@@ -157,7 +157,7 @@ impl Store {
                     for r in &gone {
                         *delta.entry(r.trigger.clone()).or_default() -= 1;
                     }
-                    adjust_depth(conn, account, SHARED_SHARD, &delta)?;
+                    adjust_depth(conn, account, &delta)?;
                     Ok((gone.len(), last))
                 })?;
                 total += n as u64;

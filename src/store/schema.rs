@@ -70,10 +70,9 @@ diesel::table! {
 }
 
 diesel::table! {
-    queue_depth (account_id, trigger, shard) {
+    queue_depth (account_id, trigger) {
         account_id -> BigInt,
         trigger -> Text,
-        shard -> SmallInt,
         events -> BigInt,
     }
 }
