@@ -485,14 +485,14 @@ impl r2d2::HandleError<r2d2::Error> for ConnectFailures {
     }
 }
 
+/// `BEGIN` and [`relaxed_commit`]'s setting in one round trip.
+const RELAXED_BEGIN: &str = "BEGIN; SET LOCAL synchronous_commit = off";
+
 /// Worker bookkeeping (claims, results) need not wait for the WAL flush on
 /// PostgreSQL: a crash loses at most the last moments of it, which only
 /// means a lease that did not happen (the rows are claimable) or a delivery
 /// sent again (at-least-once, as for any webhook). Events themselves are
 /// always committed durably at ingest.
-/// `BEGIN` and [`relaxed_commit`]'s setting in one round trip.
-const RELAXED_BEGIN: &str = "BEGIN; SET LOCAL synchronous_commit = off";
-
 pub(crate) fn relaxed_commit(conn: &mut DbConn) -> StoreResult<()> {
     if let DbConn::Pg(c) = conn {
         diesel::sql_query("SET LOCAL synchronous_commit = off").execute(c)?;
