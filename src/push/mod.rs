@@ -4,7 +4,9 @@
 //! destinations. Runs inside `serve` or alone as `eventd worker`, any number
 //! of times on any number of nodes.
 
+mod completer;
 pub mod lease;
+mod request;
 pub mod schedule;
 pub mod worker;
 

@@ -12,22 +12,22 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 
+use super::completer;
 use super::lease::Leases;
+use super::request::{self, Request, Shared};
 use super::schedule::{parse_duration, parse_schedule};
 use crate::activity::Activity;
 use crate::config::PushSettings;
 use crate::domain::keys::random_id;
 use crate::domain::time::now_ms;
 use crate::domain::DeliverySettings;
-use crate::store::push::{AttemptOutcome, Claim, DestinationKey, OutcomeKind};
+use crate::store::push::{AttemptOutcome, Claim, DestinationKey};
 use crate::store::{Store, StoreError, StoreResult};
-use crate::transport::{Parcel, TransportSettings, Transports, Unit};
+use crate::transport::{TransportSettings, Transports};
 
 /// Requests' worth claimed ahead per destination, as a multiple of its
 /// concurrency (keeps the pipe full between claims).
 const CLAIM_AHEAD: usize = 4;
-/// Results written per transaction, at most.
-const FLUSH_MAX: usize = 2000;
 /// How long a destination found suspended or paused at claim time is
 /// not asked for again.
 const SKIP_MS: i64 = 1000;
@@ -87,19 +87,19 @@ impl WorkerConfig {
 }
 
 /// Per destination, in this process.
-struct DestState {
-    permits: Semaphore,
+pub(super) struct DestState {
+    pub(super) permits: Semaphore,
     /// Requests claimed and not yet reported.
-    outstanding: AtomicUsize,
+    pub(super) outstanding: AtomicUsize,
     /// Not to be sent to before this time (i64::MAX: suspended).
-    stopped_until: AtomicI64,
+    pub(super) stopped_until: AtomicI64,
     /// Not to be claimed for before this time (it was suspended or paused
     /// when last tried; the database is asked again after).
     skip_until: AtomicI64,
 }
 
 /// Per-destination state the completer updates (suspensions, pauses).
-type DestMap = Arc<std::sync::Mutex<HashMap<DestinationKey, Arc<DestState>>>>;
+pub(super) type DestMap = Arc<std::sync::Mutex<HashMap<DestinationKey, Arc<DestState>>>>;
 
 /// A running worker (on its own threads, so a busy API does not slow it).
 pub struct PushWorker {
@@ -135,7 +135,7 @@ impl PushWorker {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
+pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| StoreError::Connect(format!("worker thread failed: {e}")))?
@@ -144,7 +144,6 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> StoreResult<T> + Send +
 async fn run(store: Store, transports: Transports, config: WorkerConfig, mut stop: watch::Receiver<bool>) {
     let worker_id = random_id("wrk");
     tracing::info!(worker = %worker_id, "push worker started");
-    let global = Arc::new(Semaphore::new(config.concurrency));
     let mut dests: HashMap<DestinationKey, Arc<DestState>> = HashMap::new();
     let dest_map: DestMap = Arc::default();
     let (tx, rx) = mpsc::unbounded_channel::<AttemptOutcome>();
@@ -155,7 +154,7 @@ async fn run(store: Store, transports: Transports, config: WorkerConfig, mut sto
         let (leases, store, worker_id) = (leases.clone(), store.clone(), worker_id.clone());
         tokio::spawn(async move { leases.heartbeat(store, worker_id, heartbeat_rx).await })
     };
-    let completer = tokio::spawn(complete_loop(
+    let completer = tokio::spawn(completer::complete_loop(
         store.clone(),
         worker_id.clone(),
         config.clone(),
@@ -163,6 +162,16 @@ async fn run(store: Store, transports: Transports, config: WorkerConfig, mut sto
         wake.clone(),
         (dest_map.clone(), leases.clone()),
     ));
+    let shared = Arc::new(Shared {
+        global: Semaphore::new(config.concurrency),
+        transports,
+        tx,
+        stop: stop.clone(),
+        leases: leases.clone(),
+        wake: wake.clone(),
+        outcomes: config.outcomes.clone(),
+        events: config.events.clone(),
+    });
     let mut tasks: JoinSet<()> = JoinSet::new();
     let mut backoff = config.poll;
     // Pruning runs at most once a minute (sooner with a shorter retention).
@@ -270,113 +279,21 @@ async fn run(store: Store, transports: Transports, config: WorkerConfig, mut sto
             let secret: Arc<[String]> = claim.secrets.into();
             for chunk in claim.rows.chunks(size) {
                 st.outstanding.fetch_add(1, Ordering::Relaxed);
-                let chunk = chunk.to_vec();
+                let rows = chunk.to_vec();
                 // A parcel (digest mail, FTP file) carries its period's events.
-                let members = match chunk.as_slice() {
+                let members = match rows.as_slice() {
                     [row] if row.label.is_some() => claim.members.remove(&row.id),
                     _ => None,
                 };
-                let outcomes = config.outcomes.clone();
-                let events_counter = config.events.clone();
-                let wake = wake.clone();
-                let (st, global, settings, secret, transports, tx, stop, dest, leases) = (
-                    st.clone(),
-                    global.clone(),
-                    settings.clone(),
-                    secret.clone(),
-                    transports.clone(),
-                    tx.clone(),
-                    stop.clone(),
-                    dest.clone(),
-                    leases.clone(),
-                );
-                tasks.spawn(async move {
-                    let deliveries: Vec<(i64, i64)> = chunk.iter().map(|r| (r.id, r.failures)).collect();
-                    let _dest_permit = st.permits.acquire().await;
-                    let _permit = global.acquire().await;
-                    let stopped = *stop.borrow() || st.stopped_until.load(Ordering::Relaxed) > now_ms();
-                    let events: Vec<(&str, &str)> = match &members {
-                        Some(m) => m.iter().map(|m| (m.event_id.as_str(), m.payload.as_str())).collect(),
-                        None => chunk
-                            .iter()
-                            .map(|r| (r.event_id.as_str(), r.payload.as_str()))
-                            .collect(),
-                    };
-                    let event_count = events.len() as u64;
-                    let parcel = match chunk.as_slice() {
-                        [row] => row.label.as_deref().map(|label| Parcel {
-                            trigger: dest.trigger.as_str(),
-                            label,
-                            period_start_ms: row.period_start.unwrap_or_default(),
-                        }),
-                        _ => None,
-                    };
-                    let ids: Vec<i64> = deliveries.iter().map(|(id, _)| *id).collect();
-                    let sent = if stopped {
-                        None
-                    } else {
-                        let attempted_at = now_ms();
-                        let unit = Unit {
-                            events: &events,
-                            parcel,
-                        };
-                        let send = transports.send(&settings, &secret, unit);
-                        let sent = leases.guard(dest.account_id, &ids, send).await;
-                        if sent.is_none() {
-                            tracing::warn!(deliveries = ?ids, "push lease not renewed in time; request abandoned");
-                        }
-                        sent.map(|s| (attempted_at, s))
-                    };
-                    let outcome = match sent {
-                        Some((attempted_at, sent)) => AttemptOutcome {
-                            dest,
-                            deliveries,
-                            url: sent.target,
-                            attempted_at,
-                            latency_ms: sent.latency_ms,
-                            status_code: sent.status_code,
-                            error: sent.error,
-                            response: sent.response,
-                            kind: sent.kind,
-                            config_version,
-                        },
-                        // Not sent: given back untouched.
-                        None => AttemptOutcome {
-                            dest,
-                            deliveries,
-                            url: String::new(),
-                            attempted_at: now_ms(),
-                            latency_ms: 0,
-                            status_code: None,
-                            error: None,
-                            response: None,
-                            kind: OutcomeKind::Released,
-                            config_version,
-                        },
-                    };
-                    let label = match outcome.kind {
-                        OutcomeKind::Success => "success",
-                        OutcomeKind::Failure => "failure",
-                        OutcomeKind::Transient => "transient",
-                        OutcomeKind::RetryAfter(_) => "retry_after",
-                        OutcomeKind::Gone => "gone",
-                        OutcomeKind::Released => "released",
-                    };
-                    let transport = outcome.dest.transport.as_str();
-                    if let Some(counter) = &outcomes {
-                        counter
-                            .with_label_values(&[label, transport])
-                            .inc_by(outcome.deliveries.len() as u64);
-                    }
-                    if let Some(counter) = &events_counter {
-                        counter.with_label_values(&[label, transport]).inc_by(event_count);
-                    }
-                    let _ = tx.send(outcome);
-                    if refill_now(st.outstanding.fetch_sub(1, Ordering::Relaxed), cap) {
-                        // Claim more before the destination's pipe runs dry.
-                        wake.notify_one();
-                    }
-                });
+                let request = Request {
+                    dest: dest.clone(),
+                    rows,
+                    members,
+                    settings: settings.clone(),
+                    secrets: secret.clone(),
+                    config_version,
+                };
+                tasks.spawn(request::send(request, st.clone(), cap, shared.clone()));
             }
         }
         if dests.len() > MAX_IDLE_DESTINATIONS {
@@ -394,7 +311,8 @@ async fn run(store: Store, transports: Transports, config: WorkerConfig, mut sto
     if drained.is_err() {
         tasks.abort_all();
     }
-    drop(tx);
+    // The completer ends once the last sender to it is gone.
+    drop(shared);
     let _ = completer.await;
     let _ = stop_heartbeat.send(true);
     let _ = heartbeat.await;
@@ -410,7 +328,7 @@ async fn run(store: Store, transports: Transports, config: WorkerConfig, mut sto
 /// Whether the request that took a destination's outstanding requests from
 /// `before` down by one left it half of `cap`: the dispatcher is woken to
 /// claim more (once per crossing).
-fn refill_now(before: usize, cap: usize) -> bool {
+pub(super) fn refill_now(before: usize, cap: usize) -> bool {
     before == cap / 2 + 1
 }
 
@@ -427,7 +345,7 @@ fn prune_cutoff(now_ms: i64, retention: Duration) -> i64 {
     now_ms - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX / 2)
 }
 
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -436,75 +354,6 @@ async fn wait(stop: &mut watch::Receiver<bool>, wake: &Notify, d: Duration) {
         _ = tokio::time::sleep(d) => {}
         _ = wake.notified() => {}
         _ = stop.changed() => {}
-    }
-}
-
-/// Writes results in batches; retries a failed write rather than losing it
-/// (until the leases run out, after which another worker sends again).
-async fn complete_loop(
-    store: Store,
-    worker_id: String,
-    config: WorkerConfig,
-    mut rx: mpsc::UnboundedReceiver<AttemptOutcome>,
-    wake: Arc<Notify>,
-    (dests, leases): (DestMap, Arc<Leases>),
-) {
-    let schedule: Arc<[i64]> = config.schedule_ms.clone().into();
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < FLUSH_MAX {
-            match rx.try_recv() {
-                Ok(o) => batch.push(o),
-                Err(_) => break,
-            }
-        }
-        let batch = Arc::new(batch);
-        let mut delay = Duration::from_millis(100);
-        for attempt in 0..20 {
-            let (store, worker_id, results, schedule) =
-                (store.clone(), worker_id.clone(), batch.clone(), schedule.clone());
-            let suspend_after = config.suspend_after;
-            let r = blocking(move || store.complete_deliveries(&worker_id, &results, &schedule, suspend_after)).await;
-            match r {
-                Ok(stopped) => {
-                    if let Some(activity) = &config.activity {
-                        count_results(activity, &batch);
-                    }
-                    let map = lock(&dests);
-                    for (dest, until) in stopped {
-                        if let Some(st) = map.get(&dest) {
-                            st.stopped_until.store(until, Ordering::Relaxed);
-                        }
-                    }
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, attempt, "push worker cannot record delivery results; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-        // Written (or given up on: the leases then run out).
-        for o in batch.iter() {
-            leases.forget(o.dest.account_id, o.deliveries.iter().map(|(id, _)| *id));
-        }
-        wake.notify_one();
-    }
-}
-
-/// Adds written results to the activity counters: each delivery of a
-/// successful request is delivered, each of a failed one failed (a
-/// Retry-After or 410 answer is a failed request too).
-fn count_results(activity: &Activity, batch: &[AttemptOutcome]) {
-    for o in batch {
-        let n = o.deliveries.len() as i64;
-        let (delivered, failed) = match o.kind {
-            OutcomeKind::Success => (n, 0),
-            OutcomeKind::Failure | OutcomeKind::Transient | OutcomeKind::Gone | OutcomeKind::RetryAfter(_) => (0, n),
-            OutcomeKind::Released => (0, 0),
-        };
-        activity.pushed(o.dest.account_id, &o.dest.trigger, delivered, failed);
     }
 }
 
