@@ -119,6 +119,11 @@ pub struct ServeSettings {
     /// How often retention and batch bookkeeping run (e.g. 60s).
     #[arg(long, env = "EVENTD_MAINTENANCE_INTERVAL", value_parser = humantime::parse_duration, default_value = "60s")]
     pub maintenance_interval: std::time::Duration,
+    /// How long after a mark-read its events' rows are deleted (e.g. 100ms).
+    /// The events leave the queue at once; the delete waits so that the
+    /// consumer's next fetch goes first.
+    #[arg(long, env = "EVENTD_SWEEP_DELAY", value_parser = humantime::parse_duration, default_value = "100ms")]
+    pub sweep_delay: std::time::Duration,
     /// Most fetches allowed to long-poll at once; beyond, they answer at once.
     #[arg(long, env = "EVENTD_MAX_WAITERS", default_value_t = 10_000)]
     pub max_waiters: usize,

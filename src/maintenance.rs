@@ -13,6 +13,8 @@ use crate::store::{Store, StoreResult};
 
 /// Rows per delete statement.
 const PRUNE_CHUNK: i64 = 5_000;
+/// Read batches swept per query.
+const SWEEP_CHUNK: i64 = 64;
 /// Closed batches are remembered this long (mark-read stays idempotent).
 const BATCH_MEMORY_MS: i64 = 7 * 24 * 3600 * 1000;
 
@@ -26,6 +28,9 @@ pub struct Retention {
 /// One round of upkeep.
 pub fn run_once(store: &Store, metrics: &Metrics, r: &Retention) -> StoreResult<()> {
     let now = now_ms();
+    // Rows of batches marked read that the sweeper has not reached (it
+    // runs on its own after each mark-read; this is the backstop).
+    while store.sweep_read_batches(SWEEP_CHUNK)? == SWEEP_CHUNK as u64 {}
     // The queue's dead rows since the last round (see `store/vacuum.rs`).
     store.vacuum_queue()?;
     let pruned = store.prune_history(now - r.history.as_millis() as i64, PRUNE_CHUNK)?;

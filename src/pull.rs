@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::activity::Activity;
 use crate::domain::NewEvent;
@@ -26,6 +26,39 @@ use crate::watermark::Watermarks;
 /// ran out, a wake-up lost while it reconnected or its node died).
 const POLL_FALLBACK: Duration = Duration::from_millis(1000);
 const POLL_FALLBACK_LISTENING: Duration = Duration::from_secs(5);
+
+/// Batches per sweeper round (each its own transaction).
+const SWEEP_CHUNK: i64 = 16;
+
+/// Starts the sweeper, which deletes the rows of batches marked read
+/// (`Store::sweep_read_batches`): a notification of the answer starts a
+/// round `delay` later, so that a consumer's next fetch goes first (on
+/// SQLite the two would queue for the one writer). Batches marked read
+/// before a restart, or whose sweep failed, are swept by maintenance.
+fn start_sweeper(store: Store, delay: Duration, mut shutdown: watch::Receiver<bool>) -> Arc<Notify> {
+    let kick = Arc::new(Notify::new());
+    let kicked = kick.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = kicked.notified() => tokio::time::sleep(delay).await,
+                _ = shutdown.changed() => return,
+            }
+            loop {
+                let s = store.clone();
+                match blocking(move || s.sweep_read_batches(SWEEP_CHUNK)).await {
+                    Ok(n) if n as i64 == SWEEP_CHUNK => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "sweeping read batches failed; will retry");
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    kick
+}
 
 /// In-process wake-ups for long polls, one channel per account with waiters.
 #[derive(Default)]
@@ -75,6 +108,8 @@ pub struct Pull {
     fallback: Duration,
     /// Ingest stops while storage is above its watermarks.
     watermarks: Watermarks,
+    /// Starts a sweep of the rows of batches marked read.
+    sweep: Arc<Notify>,
 }
 
 /// Counts one waiting long poll for as long as it lives.
@@ -97,7 +132,8 @@ impl Pull {
     /// `shutdown` turns true when the server stops: long polls answer at once.
     /// At most `max_waiters` fetches wait at once; beyond that a fetch on an
     /// empty queue answers at once (empty), as if `wait_seconds` were 0.
-    /// Every committed ingest and mark-read is counted in `activity`.
+    /// Every committed ingest and mark-read is counted in `activity`. The
+    /// rows of a batch marked read are deleted `sweep_delay` later.
     pub fn new(
         store: Store,
         shutdown: watch::Receiver<bool>,
@@ -105,9 +141,11 @@ impl Pull {
         activity: Activity,
         max_waiters: usize,
         watermarks: Watermarks,
+        sweep_delay: Duration,
     ) -> Self {
         let waiters: Arc<Waiters> = Arc::default();
         let listening = listen(&store, &waiters, shutdown.clone());
+        let sweep = start_sweeper(store.clone(), sweep_delay, shutdown.clone());
         Pull {
             ingest: GroupCommit::start(store.clone()),
             store,
@@ -123,6 +161,7 @@ impl Pull {
                 POLL_FALLBACK
             },
             watermarks,
+            sweep,
         }
     }
 
@@ -209,6 +248,9 @@ impl Pull {
     pub async fn mark_read(&self, account_id: i64, batch_id: String) -> StoreResult<i64> {
         let store = self.store.clone();
         let by_trigger = blocking(move || store.mark_read(account_id, &batch_id)).await?;
+        if !by_trigger.is_empty() {
+            self.sweep.notify_one();
+        }
         self.activity.pulled(account_id, &by_trigger);
         let deleted: i64 = by_trigger.iter().map(|(_, n)| n).sum();
         self.metrics.batches.with_label_values(&["read"]).inc();

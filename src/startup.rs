@@ -103,6 +103,7 @@ impl Application {
                     settings.storage.max_db_size,
                     metrics.storage_full.clone(),
                 ),
+                settings.sweep_delay,
             ),
             store,
             metrics,

@@ -20,7 +20,9 @@ both!(
     migration_keeps_every_queued_event_batch_and_delivery,
     payload_once_migration_keeps_every_queued_event_and_delivery,
     a_duplicate_makes_no_delivery_and_no_queue_row,
-    a_batch_whose_row_went_missing_counts_what_it_deleted,
+    a_batch_whose_row_went_missing_is_read_and_swept,
+    a_read_batch_keeps_its_rows_until_swept_and_they_never_return,
+    a_read_batch_is_swept_soon,
 );
 
 fn exec_sql(app: &TestApp, sql: &str) {
@@ -422,10 +424,11 @@ async fn accepted_means_committed_even_after_kill_9(b: Backend) {
     assert!(lost.is_empty(), "{} acknowledged events lost: {lost:?}", lost.len());
 }
 
-/// A mark-read answers the counts recorded at fetch without reading the
-/// rows back, but only when every member row is there: with one gone
-/// behind the batch's back (here by hand), it counts the rows it deletes.
-async fn a_batch_whose_row_went_missing_counts_what_it_deleted(b: Backend) {
+/// A mark-read answers the counts recorded at fetch and leaves the rows
+/// to the sweeper, which deletes what is there: with one row gone behind
+/// the batch's back (here by hand), the batch is read all the same and
+/// the rest is swept.
+async fn a_batch_whose_row_went_missing_is_read_and_swept(b: Backend) {
     let app = spawn_app(b).await;
     let (account, key) = app.create_account("acme").await;
     app.ingest(&key, &common::opens(3)).await;
@@ -440,9 +443,76 @@ async fn a_batch_whose_row_went_missing_counts_what_it_deleted(b: Backend) {
     );
     let r = app.post_empty(&format!("/v1/batches/{id}/read"), &key).await;
     assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap()["deleted"], 2);
-    // Marked read all the same: nothing left to fetch.
+    assert_eq!(r.json::<Value>().await.unwrap()["deleted"], 3);
+    queue_rows_reach(&app, account, 0).await;
+    // Marked read all the same: nothing left to fetch, nothing pending.
     assert_eq!(drain(&app, &key).await, Vec::<String>::new());
+    assert_eq!(app.queue(&key).await["triggers"]["OPEN"]["pending"], 0);
+}
+
+/// Waits (up to 10 s) until the account has `n` rows in the pull queue.
+async fn queue_rows_reach(app: &TestApp, account: i64, n: i64) {
+    let sql = format!("SELECT COUNT(*) AS n FROM pull_queue WHERE account_id = {account}");
+    common::until("the read batch's rows swept", Duration::from_secs(10), || async {
+        (common::sql_count(app.backend, &app.db_url, &sql) == n).then_some(())
+    })
+    .await;
+}
+
+/// Marking read takes the events out of the queue at once; their rows are
+/// deleted later by the sweeper (`--sweep-delay`), and until then they
+/// stay with their batch even past its lease: never fetched again.
+async fn a_read_batch_keeps_its_rows_until_swept_and_they_never_return(b: Backend) {
+    let app = common::spawn_app_with(b, &["--sweep-delay", "1h"]).await;
+    let (account, key) = app.create_account("acme").await;
+    app.ingest(&key, &common::opens(5)).await;
+    let batch = app
+        .fetch(&key, &json!({"size": 3, "consumer": "a", "lease_seconds": 1}))
+        .await;
+    let read = recipients(&batch);
+    let id = batch["batch_id"].as_str().unwrap();
+    let r = app.post_empty(&format!("/v1/batches/{id}/read"), &key).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["deleted"], 3);
+    let q = app.queue(&key).await;
+    assert_eq!(
+        (&q["triggers"]["OPEN"]["pending"], &q["triggers"]["OPEN"]["in_flight"]),
+        (&json!(2), &json!(0))
+    );
+    // Past the read batch's lease, its rows (not swept: the delay is an
+    // hour) are still not handed out.
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let rest = recipients(&app.fetch(&key, &json!({"size": 10, "consumer": "b"})).await);
+    assert_eq!(rest.len(), 2, "{rest:?}");
+    assert!(
+        rest.iter().all(|r| !read.contains(r)),
+        "read events handed out again: {rest:?}"
+    );
+    let rows = format!("SELECT COUNT(*) AS n FROM pull_queue WHERE account_id = {account}");
+    assert_eq!(common::sql_count(b, &app.db_url, &rows), 5);
+    // Read again: idempotent; release: refused.
+    let again = app.post_empty(&format!("/v1/batches/{id}/read"), &key).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(
+        app.post_empty(&format!("/v1/batches/{id}/release"), &key)
+            .await
+            .status(),
+        409
+    );
+}
+
+/// With the default delay, a read batch's rows are gone soon after.
+async fn a_read_batch_is_swept_soon(b: Backend) {
+    let app = spawn_app(b).await;
+    let (account, key) = app.create_account("acme").await;
+    app.ingest(&key, &common::opens(4)).await;
+    let batch = app.fetch(&key, &json!({"size": 3})).await;
+    let id = batch["batch_id"].as_str().unwrap();
+    assert_eq!(
+        app.post_empty(&format!("/v1/batches/{id}/read"), &key).await.status(),
+        200
+    );
+    queue_rows_reach(&app, account, 1).await;
 }
 
 async fn queue_counters_follow_ingest_fetch_read_release_and_expiry(b: Backend) {

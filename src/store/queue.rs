@@ -1,12 +1,14 @@
 //! The pull queue: fetch (claim) a batch, mark it read, release it, status.
 //!
 //! Design (see docs/ARCHITECTURE.md): a queued event is one row of
-//! `pull_queue`, inserted at ingest and deleted when its batch is marked
+//! `pull_queue`, inserted at ingest and deleted after its batch is marked
 //! read; it is never updated. A batch is one row of `batches` that lists
 //! its events' seqs, the seq ranges it leases (`leases.rs`) and carries the
 //! lease. An event is available when no open, unexpired batch leases it, so
 //! an expired batch's events return to the queue without any sweeper and a
-//! release is a change of one row. Claims of one account are serialised
+//! release is a change of one row. Marking read is a change of one row too
+//! (state `acked`, the counters lowered); the sweeper deletes the rows
+//! afterwards, off the consumer's path, and until then they stay leased. Claims of one account are serialised
 //! (PostgreSQL: an advisory lock; SQLite: the single writer), which keeps
 //! batches disjoint. `queue_depth` counts the rows per trigger (see
 //! `queue_status.rs`).
@@ -18,7 +20,7 @@ use diesel::sql_types::{BigInt, Text};
 
 use super::leases::{self, Piece, Segment};
 use super::payloads;
-use super::queue_rows::{encode_members, member_conds, open_pieces, seq_in, BatchRow, SeqTrigger, OPEN};
+use super::queue_rows::{encode_members, member_conds, open_pieces, seq_in, BatchRow, SeqTrigger, ACKED, OPEN};
 use super::queue_status::{adjust_depth, pending_of};
 pub use super::queue_status::{OpenBatch, QueueStatus, TriggerDepth};
 use super::schema::batches;
@@ -174,8 +176,8 @@ fn find_batch(conn: &mut DbConn, account_id: i64, batch_id: &str) -> StoreResult
     .ok_or(StoreError::NotFound)
 }
 
-/// Records that a batch was marked read or released, and how many events
-/// that touched; its member list is no longer needed.
+/// Records that a batch was released, and how many events that returned
+/// to the queue; its member list is no longer needed.
 fn close(conn: &mut DbConn, account_id: i64, id: &str, state: &str, n: i64) -> QueryResult<usize> {
     on_conn!(conn, |c| diesel::update(
         batches::table
@@ -190,58 +192,73 @@ fn close(conn: &mut DbConn, account_id: i64, id: &str, state: &str, n: i64) -> Q
     .execute(c))
 }
 
-/// Deletes a batch's rows (all its members are there: its lease held, or
-/// `mark_read` checked they are); answers how many of each trigger.
-fn delete_members(
+/// A batch's member count per trigger: as recorded at fetch, or (a batch
+/// made before the counts were) counted from its rows.
+fn member_counts(
     conn: &mut DbConn,
     account_id: i64,
     b: &BatchRow,
     members: &[i64],
 ) -> QueryResult<BTreeMap<String, i64>> {
-    let conds = member_conds(conn, members);
-    let delete = |cond: &str, returning: &str| {
-        format!("DELETE FROM pull_queue WHERE account_id = {account_id} AND {cond}{returning}")
-    };
-    // The counts recorded at fetch are the counts deleted, so the rows need
-    // not be read back (10,000 of them for a full batch). In a savepoint,
-    // so that if a row was missing after all, the rows are deleted again
-    // and counted one by one.
     let known = b
         .trigger_counts
         .as_deref()
         .and_then(|j| serde_json::from_str::<BTreeMap<String, i64>>(j).ok());
     if let Some(known) = known {
-        let all = on_conn!(&mut *conn, |c| c.transaction(|c| {
-            let mut n = 0;
-            for cond in &conds {
-                n += diesel::sql_query(delete(cond, "")).execute(c)?;
-            }
-            if n as i64 == b.event_count {
-                Ok(())
-            } else {
-                Err(diesel::result::Error::RollbackTransaction)
-            }
-        }));
-        match all {
-            Ok(()) => return Ok(known),
-            Err(diesel::result::Error::RollbackTransaction) => {
-                tracing::warn!(batch = %b.id, "a batch's rows were not all there; counting them one by one");
-            }
-            Err(e) => return Err(e),
-        }
+        return Ok(known);
     }
-    let mut per_trigger: BTreeMap<String, i64> = BTreeMap::new();
-    for cond in &conds {
-        let gone: Vec<SeqTrigger> = on_conn!(&mut *conn, |c| diesel::sql_query(delete(
-            cond,
-            " RETURNING seq, trigger"
+    let mut counts = BTreeMap::new();
+    for r in member_rows(conn, account_id, members)? {
+        *counts.entry(r.trigger).or_default() += 1;
+    }
+    Ok(counts)
+}
+
+/// Marks a batch read: its events leave the queue's counts now; its rows
+/// stay, leased to it, until the sweeper deletes them.
+fn ack(conn: &mut DbConn, account_id: i64, id: &str, counts: &BTreeMap<String, i64>) -> QueryResult<usize> {
+    on_conn!(conn, |c| diesel::update(
+        batches::table
+            .filter(batches::account_id.eq(account_id))
+            .filter(batches::id.eq(id)),
+    )
+    .set((
+        batches::state.eq(ACKED),
+        batches::closed_count.eq(counts.values().sum::<i64>()),
+        batches::trigger_counts.eq(Some(to_json(counts))),
+    ))
+    .execute(c))
+}
+
+/// Deletes the rows of one batch marked read and closes it; false when
+/// it was not waiting for that (another sweeper, on this node or another,
+/// took it first).
+fn sweep_one(conn: &mut DbConn, account_id: i64, id: &str) -> StoreResult<bool> {
+    let b = find_batch(conn, account_id, id)?;
+    // The state changes first: a second sweeper blocks on this row until
+    // the first commits, then finds it read and leaves it.
+    let took = on_conn!(&mut *conn, |c| diesel::update(
+        batches::table
+            .filter(batches::account_id.eq(account_id))
+            .filter(batches::id.eq(id))
+            .filter(batches::state.eq(ACKED)),
+    )
+    .set((batches::state.eq(READ), batches::seqs.eq("[]")))
+    .execute(c))?;
+    if took == 0 {
+        return Ok(false);
+    }
+    let mut deleted = 0;
+    for cond in member_conds(conn, &b.members()) {
+        deleted += on_conn!(&mut *conn, |c| diesel::sql_query(format!(
+            "DELETE FROM pull_queue WHERE account_id = {account_id} AND {cond}"
         ))
-        .load(c))?;
-        for r in gone {
-            *per_trigger.entry(r.trigger).or_default() += 1;
-        }
+        .execute(c))?;
     }
-    Ok(per_trigger)
+    if deleted as i64 != b.event_count {
+        tracing::warn!(batch = %b.id, deleted, expected = b.event_count, "a read batch's rows were not all there");
+    }
+    Ok(true)
 }
 
 impl Store {
@@ -330,15 +347,16 @@ impl Store {
         })
     }
 
-    /// Marks a batch read: deletes its events. Idempotent. Answers how
-    /// many events of each trigger were deleted.
+    /// Marks a batch read: its events leave the queue for good (their rows
+    /// are deleted by [`Store::sweep_read_batches`], off the consumer's
+    /// path). Idempotent. Answers how many events of each trigger it held.
     pub fn mark_read(&self, account_id: i64, batch_id: &str) -> StoreResult<Vec<(Trigger, i64)>> {
         let now = now_ms();
         self.write(|conn| {
             lock_account(conn, account_id)?;
             let b = find_batch(conn, account_id, batch_id)?;
             match b.state.as_str() {
-                READ => return Ok(Vec::new()),
+                READ | ACKED => return Ok(Vec::new()),
                 RELEASED => {
                     return Err(StoreError::Conflict(
                         "the batch was released; its events went back to the queue".into(),
@@ -365,15 +383,36 @@ impl Store {
                     )));
                 }
             }
-            let per_trigger = delete_members(conn, account_id, &b, &members)?;
-            let lower: BTreeMap<&str, i64> = per_trigger.iter().map(|(t, n)| (t.as_str(), -n)).collect();
+            let counts = member_counts(conn, account_id, &b, &members)?;
+            let lower: BTreeMap<&str, i64> = counts.iter().map(|(t, n)| (t.as_str(), -n)).collect();
             adjust_depth(conn, account_id, &lower)?;
-            close(conn, account_id, &b.id, READ, per_trigger.values().sum())?;
-            Ok(per_trigger
+            ack(conn, account_id, &b.id, &counts)?;
+            Ok(counts
                 .into_iter()
                 .filter_map(|(t, n)| Some((t.parse::<Trigger>().ok()?, n)))
                 .collect())
         })
+    }
+
+    /// Deletes the rows of up to `limit` batches marked read, oldest first,
+    /// one batch per transaction (see [`ACKED`]). Returns how many it
+    /// swept. Safe to run on several nodes at once.
+    pub fn sweep_read_batches(&self, limit: i64) -> StoreResult<u64> {
+        let due: Vec<(i64, String)> = self.read_by_index(|conn| {
+            Ok(on_conn!(conn, |c| batches::table
+                .filter(batches::state.eq(ACKED))
+                .order(batches::created_at)
+                .limit(limit)
+                .select((batches::account_id, batches::id))
+                .load(c))?)
+        })?;
+        let mut swept = 0;
+        for (account_id, id) in due {
+            if self.write_relaxed(|conn| sweep_one(conn, account_id, &id))? {
+                swept += 1;
+            }
+        }
+        Ok(swept)
     }
 
     /// Releases a batch: its events return to the queue at once.
@@ -384,7 +423,7 @@ impl Store {
             let b = find_batch(conn, account_id, batch_id)?;
             match b.state.as_str() {
                 RELEASED => return Ok(0),
-                READ => return Err(StoreError::Conflict("the batch was already marked read".into())),
+                READ | ACKED => return Err(StoreError::Conflict("the batch was already marked read".into())),
                 _ => {}
             }
             let members = b.members();

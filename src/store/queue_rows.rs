@@ -1,7 +1,7 @@
 //! Rows and conditions of the pull queue that the queue operations
 //! (`queue.rs`), the status counters (`queue_status.rs`) and retention
 //! (`retention.rs`) share: a batch row, a queue row's seq and trigger, the
-//! pieces leased by open batches, the "seq is one of" condition.
+//! pieces leased by open (and unswept) batches, the "seq is one of" condition.
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
@@ -14,6 +14,10 @@ use crate::on_conn;
 
 /// A batch's state while its consumer holds it.
 pub(super) const OPEN: &str = "open";
+/// A batch marked read whose rows the sweeper has not deleted yet
+/// (`Store::sweep_read_batches`): its events are out of the queue's counts
+/// and stay leased to it, whatever its lease said, until they are gone.
+pub(super) const ACKED: &str = "acked";
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = batches)]
@@ -69,28 +73,29 @@ impl SeqTrigger {
     }
 }
 
-/// The pieces leased by the account's open, unexpired batches (but the
-/// one named `except`). Reads one short row per open batch; a batch made
-/// before pieces were recorded gives the runs of its member list.
+/// The pieces leased by the account's open, unexpired batches and by its
+/// batches marked read but not swept yet (but the one named `except`).
+/// Reads one short row per such batch; a batch made before pieces were
+/// recorded gives the runs of its member list.
 pub(super) fn open_pieces(
     conn: &mut DbConn,
     account_id: i64,
     now: i64,
     except: Option<&str>,
 ) -> QueryResult<Vec<Piece>> {
-    let rows: Vec<(String, Option<String>)> = on_conn!(conn, |c| batches::table
+    let rows: Vec<(String, String, i64, Option<String>)> = on_conn!(conn, |c| batches::table
         .filter(batches::account_id.eq(account_id))
-        .filter(batches::state.eq(OPEN))
-        .filter(batches::expires_at.gt(now))
-        .select((batches::id, batches::pieces))
+        .filter(batches::state.eq_any([OPEN, ACKED]))
+        .select((batches::id, batches::state, batches::expires_at, batches::pieces))
         .load(c))?;
     let mut pieces = Vec::new();
     // Member lists (up to ~70 KB each) are read only for the batches
     // without pieces.
     let mut listed = Vec::new();
-    for (id, p) in rows {
+    for (id, state, expires_at, p) in rows {
         match p {
             _ if Some(id.as_str()) == except => {}
+            _ if state == OPEN && expires_at <= now => {}
             Some(p) => pieces.extend(serde_json::from_str::<Vec<Piece>>(&p).unwrap_or_default()),
             None => listed.push(id),
         }

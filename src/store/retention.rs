@@ -8,7 +8,7 @@ use diesel::sql_types::Text;
 use std::collections::BTreeMap;
 
 use super::leases;
-use super::queue_rows::{open_pieces, seq_in, SeqTrigger};
+use super::queue_rows::{open_pieces, seq_in, SeqTrigger, ACKED, OPEN};
 use super::queue_status::adjust_depth;
 use super::schema::{accounts, activity, batches, events};
 use super::{DbConn, Store, StoreResult};
@@ -171,17 +171,20 @@ impl Store {
     }
 
     /// Forgets closed batches created before `cutoff_ms` (and open ones whose
-    /// lease ran out before it). Marking such a batch read later answers as
+    /// lease ran out before it), but not one marked read and not swept yet. Marking such a batch read later answers as
     /// an unknown batch.
     pub fn prune_batches(&self, cutoff_ms: i64) -> StoreResult<u64> {
         let n = self.write(|conn| {
             on_conn!(conn, |c| Ok(diesel::delete(
-                batches::table.filter(
-                    batches::state
-                        .ne("open")
-                        .and(batches::created_at.lt(cutoff_ms))
-                        .or(batches::expires_at.lt(cutoff_ms))
-                )
+                batches::table
+                    .filter(
+                        batches::state
+                            .ne(OPEN)
+                            .and(batches::created_at.lt(cutoff_ms))
+                            .or(batches::expires_at.lt(cutoff_ms))
+                    )
+                    // Its rows are still there, leased to it, until swept.
+                    .filter(batches::state.ne(ACKED))
             )
             .execute(c)?))
         })?;

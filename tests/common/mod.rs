@@ -531,6 +531,23 @@ pub fn pg_count(db_url: &str, sql: &str) -> i64 {
     diesel::sql_query(sql).get_result::<Row>(&mut c).unwrap().n
 }
 
+/// The `n` (a `bigint`) of one row of `sql`, run on a test database of
+/// either backend.
+pub fn sql_count(backend: Backend, db_url: &str, sql: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    match backend {
+        Backend::Sqlite => {
+            let mut c = diesel::SqliteConnection::establish(db_url).unwrap();
+            diesel::sql_query(sql).get_result::<Row>(&mut c).unwrap().n
+        }
+        Backend::Postgres => pg_count(db_url, sql),
+    }
+}
+
 /// A simulated storage failure: renames every table but `accounts`,
 /// `api_keys`, `paint_contexts` and the migrations' (so logins still work
 /// and every queue statement fails); [`restore_tables`] undoes it.
