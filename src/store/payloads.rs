@@ -62,14 +62,20 @@ pub(crate) fn in_order(conn: &mut DbConn, account_id: i64, ids: &[&str]) -> Quer
     // A typed statement (prepared once per connection, columns by position)
     // rather than a new SQL text whose columns are looked up by name on
     // every row.
-    let mut rows: Vec<(String, String)> = on_conn!(&mut *conn, |c| events::table
+    let range = events::table
         .filter(events::account_id.eq(account_id))
         .filter(events::id.ge(lo))
         .filter(events::id.le(hi))
         .order(events::id)
         .limit(cap)
-        .select((events::id, events::payload))
-        .load(c))?;
+        .select((events::id, events::payload));
+    let mut rows: Vec<(String, String)> = match &mut *conn {
+        // Row by row: each row is decoded while PostgreSQL sends the next.
+        DbConn::Pg(c) => range
+            .load_iter::<(String, String), diesel::pg::PgRowByRowLoadingMode>(c)?
+            .collect::<QueryResult<_>>()?,
+        DbConn::Sqlite(c) => range.load(c)?,
+    };
     // Both sorted by id: keep the rows that are wanted, in one merge.
     let mut w = 0;
     rows.retain(|(id, _)| {
