@@ -523,6 +523,9 @@ mod tests {
             .filter(|o| o.starts_with("THREADSAFE"))
             .collect();
         assert_eq!(threadsafe, ["THREADSAFE=2"]);
+        // Statements keep their plan whatever is bound (no re-prepare per
+        // execution on tables with partial indexes).
+        assert!(opts.iter().any(|o| o.compile_options == "ENABLE_QPSG"));
     }
 
     #[test]
