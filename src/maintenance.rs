@@ -25,17 +25,16 @@ pub struct Retention {
     pub interval: Duration,
 }
 
-/// One round of upkeep.
-pub fn run_once(store: &Store, metrics: &Metrics, r: &Retention) -> StoreResult<()> {
+/// One round of the queue's upkeep: the rows of batches marked read that
+/// the sweeper has not reached (it runs on its own after each mark-read;
+/// this is the backstop), optional queue expiry, batch bookkeeping, and on
+/// PostgreSQL a VACUUM of the queue's tables so that their dead rows'
+/// space is reused. Cheap at any history size, so it runs on its own
+/// timer, never behind the history's upkeep: the queue's tables stay
+/// small while millions of events flow through them.
+pub fn queue_once(store: &Store, metrics: &Metrics, r: &Retention) -> StoreResult<()> {
     let now = now_ms();
-    // Rows of batches marked read that the sweeper has not reached (it
-    // runs on its own after each mark-read; this is the backstop).
     while store.sweep_read_batches(SWEEP_CHUNK)? == SWEEP_CHUNK as u64 {}
-    // The queue's dead rows since the last round (see `store/vacuum.rs`).
-    store.vacuum_queue()?;
-    let pruned = store.prune_history(now - r.history.as_millis() as i64, PRUNE_CHUNK)?;
-    metrics.history_pruned.inc_by(pruned);
-    store.prune_activity(now - r.history.as_millis() as i64)?;
     if let Some(age) = r.queue_max_age {
         let expired = store.expire_queue(now - age.as_millis() as i64, now, PRUNE_CHUNK)?;
         if expired > 0 {
@@ -46,24 +45,58 @@ pub fn run_once(store: &Store, metrics: &Metrics, r: &Retention) -> StoreResult<
     let expired_batches = store.mark_expired_batches(now)?;
     metrics.batches.with_label_values(&["expired"]).inc_by(expired_batches);
     store.prune_batches(now - BATCH_MEMORY_MS)?;
-    // Last: the space of what this round deleted becomes reusable too.
+    // Last: the space of what this round and the sweeper deleted becomes
+    // reusable (see `store/vacuum.rs`).
     store.vacuum_queue()?;
+    Ok(())
+}
+
+/// One round of the history's upkeep: history and activity retention, then
+/// on PostgreSQL a VACUUM of the history and push tables (which takes
+/// longer as the history grows).
+pub fn history_once(store: &Store, metrics: &Metrics, r: &Retention) -> StoreResult<()> {
+    let now = now_ms();
+    let pruned = store.prune_history(now - r.history.as_millis() as i64, PRUNE_CHUNK)?;
+    metrics.history_pruned.inc_by(pruned);
+    store.prune_activity(now - r.history.as_millis() as i64)?;
     store.vacuum_rest()?;
     Ok(())
 }
 
-/// Runs [`run_once`] every `interval` until `shutdown` turns true.
-pub async fn run(store: Store, metrics: Arc<Metrics>, r: Retention, mut shutdown: watch::Receiver<bool>) {
+/// Runs [`queue_once`] and [`history_once`], each every `interval` after
+/// its previous round ended, until `shutdown` turns true.
+pub async fn run(store: Store, metrics: Arc<Metrics>, r: Retention, shutdown: watch::Receiver<bool>) {
+    tokio::join!(
+        every(
+            store.clone(),
+            metrics.clone(),
+            r.clone(),
+            shutdown.clone(),
+            "queue",
+            queue_once
+        ),
+        every(store, metrics, r, shutdown, "history", history_once),
+    );
+}
+
+async fn every(
+    store: Store,
+    metrics: Arc<Metrics>,
+    r: Retention,
+    mut shutdown: watch::Receiver<bool>,
+    what: &'static str,
+    round: fn(&Store, &Metrics, &Retention) -> StoreResult<()>,
+) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(r.interval) => {}
             _ = shutdown.changed() => return,
         }
         let (s, m, rr) = (store.clone(), metrics.clone(), r.clone());
-        match tokio::task::spawn_blocking(move || run_once(&s, &m, &rr)).await {
+        match tokio::task::spawn_blocking(move || round(&s, &m, &rr)).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "maintenance round failed; will retry"),
-            Err(e) => tracing::warn!(error = %e, "maintenance round panicked"),
+            Ok(Err(e)) => tracing::warn!(error = %e, what, "maintenance round failed; will retry"),
+            Err(e) => tracing::warn!(error = %e, what, "maintenance round panicked"),
         }
     }
 }
