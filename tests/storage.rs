@@ -488,6 +488,10 @@ async fn a_read_batch_keeps_its_rows_until_swept_and_they_never_return(b: Backen
         rest.iter().all(|r| !read.contains(r)),
         "read events handed out again: {rest:?}"
     );
+    // Nothing is pending now (2 in an open batch, 3 read): the oldest
+    // pending age is not that of the unswept rows.
+    let age = common::metric(&app.metrics().await, "eventd_queue_oldest_pending_age_seconds");
+    assert_eq!(age, 0.0);
     let rows = format!("SELECT COUNT(*) AS n FROM pull_queue WHERE account_id = {account}");
     assert_eq!(common::sql_count(b, &app.db_url, &rows), 5);
     // Read again: idempotent; release: refused.

@@ -13,7 +13,7 @@ use diesel::upsert::excluded;
 
 use super::leases::{self, Mask, Piece};
 use super::queue_rows::{open_pieces, BatchRow, SeqTrigger, OPEN};
-use super::schema::{batches, pull_queue, queue_depth};
+use super::schema::{batches, queue_depth};
 use super::{DbConn, Store, StoreResult};
 use crate::domain::time::now_ms;
 use crate::domain::Trigger;
@@ -194,10 +194,11 @@ pub(super) fn pending_of(conn: &mut DbConn, account_id: i64, now: i64, wanted: M
 
 impl Store {
     /// Server-wide figures for /metrics: (stored pull events, open batches,
-    /// received_at of the oldest event at the head of any account's queue).
+    /// received_at of the oldest pending event of any account: not in an
+    /// open batch, nor marked read and waiting for the sweeper).
     pub fn queue_totals(&self, now: i64) -> StoreResult<(i64, i64, Option<i64>)> {
         self.read_by_index(|conn| {
-            on_conn!(conn, |c| {
+            let (depth, open, accounts) = on_conn!(&mut *conn, |c| {
                 let depth: i64 = queue_depth::table
                     .select(queue_depth::events)
                     .load::<i64>(c)?
@@ -211,21 +212,16 @@ impl Store {
                 let accounts: Vec<i64> = super::schema::accounts::table
                     .select(super::schema::accounts::id)
                     .load(c)?;
-                let mut oldest: Option<i64> = None;
-                for a in accounts {
-                    let head: Option<i64> = pull_queue::table
-                        .filter(pull_queue::account_id.eq(a))
-                        .order(pull_queue::seq)
-                        .select(pull_queue::received_at)
-                        .first(c)
-                        .optional()?;
-                    oldest = match (oldest, head) {
-                        (Some(x), Some(y)) => Some(x.min(y)),
-                        (x, y) => x.or(y),
-                    };
+                QueryResult::Ok((depth, open, accounts))
+            })?;
+            let mut oldest: Option<i64> = None;
+            for a in accounts {
+                let pieces = open_pieces(conn, a, now, None)?;
+                if let Some(at) = oldest_pending(conn, a, &pieces)? {
+                    oldest = Some(oldest.map_or(at, |o| o.min(at)));
                 }
-                Ok((depth, open, oldest))
-            })
+            }
+            Ok((depth, open, oldest))
         })
     }
 
