@@ -56,7 +56,8 @@ pub struct BatchView {
 #[derive(Serialize, ToSchema)]
 pub struct MarkedRead {
     pub batch_id: String,
-    /// Events deleted by this call (0 when the batch was already read).
+    /// Events this call took out of the queue for good (0 when the batch was
+    /// already read). Their rows are deleted shortly after (`--sweep-delay`).
     pub deleted: i64,
 }
 

@@ -8,9 +8,9 @@
 //! an expired batch's events return to the queue without any sweeper and a
 //! release is a change of one row. Marking read is a change of one row too
 //! (state `acked`, the counters lowered); the sweeper deletes the rows
-//! afterwards, off the consumer's path, and until then they stay leased. Claims of one account are serialised
-//! (PostgreSQL: an advisory lock; SQLite: the single writer), which keeps
-//! batches disjoint. `queue_depth` counts the rows per trigger (see
+//! afterwards, off the consumer's path, and until then they stay leased.
+//! Claims of one account are serialised (PostgreSQL: an advisory lock;
+//! SQLite: the single writer), which keeps batches disjoint. `queue_depth` counts the rows per trigger (see
 //! `queue_status.rs`).
 
 use std::collections::BTreeMap;
@@ -234,7 +234,11 @@ fn ack(conn: &mut DbConn, account_id: i64, id: &str, counts: &BTreeMap<String, i
 /// it was not waiting for that (another sweeper, on this node or another,
 /// took it first).
 fn sweep_one(conn: &mut DbConn, account_id: i64, id: &str) -> StoreResult<bool> {
-    let b = find_batch(conn, account_id, id)?;
+    let b = match find_batch(conn, account_id, id) {
+        // Gone with its account meanwhile.
+        Err(StoreError::NotFound) => return Ok(false),
+        found => found?,
+    };
     // The state changes first: a second sweeper blocks on this row until
     // the first commits, then finds it read and leaves it.
     let took = on_conn!(&mut *conn, |c| diesel::update(
