@@ -13,8 +13,6 @@ use crate::store::{Store, StoreResult};
 
 /// Rows per delete statement.
 const PRUNE_CHUNK: i64 = 5_000;
-/// Read batches swept per query.
-const SWEEP_CHUNK: i64 = 64;
 /// Closed batches are remembered this long (mark-read stays idempotent).
 const BATCH_MEMORY_MS: i64 = 7 * 24 * 3600 * 1000;
 
@@ -34,7 +32,7 @@ pub struct Retention {
 /// small while millions of events flow through them.
 pub fn queue_once(store: &Store, metrics: &Metrics, r: &Retention) -> StoreResult<()> {
     let now = now_ms();
-    while store.sweep_read_batches(SWEEP_CHUNK)? == SWEEP_CHUNK as u64 {}
+    store.sweep_read_batches()?;
     if let Some(age) = r.queue_max_age {
         let expired = store.expire_queue(now - age.as_millis() as i64, now, PRUNE_CHUNK)?;
         if expired > 0 {

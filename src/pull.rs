@@ -27,9 +27,6 @@ use crate::watermark::Watermarks;
 const POLL_FALLBACK: Duration = Duration::from_millis(1000);
 const POLL_FALLBACK_LISTENING: Duration = Duration::from_secs(5);
 
-/// Batches per sweeper round (each its own transaction).
-const SWEEP_CHUNK: i64 = 16;
-
 /// Starts the sweeper, which deletes the rows of batches marked read
 /// (`Store::sweep_read_batches`): a notification of the answer starts a
 /// round `delay` later, so that a consumer's next fetch goes first (on
@@ -44,16 +41,9 @@ fn start_sweeper(store: Store, delay: Duration, mut shutdown: watch::Receiver<bo
                 _ = kicked.notified() => tokio::time::sleep(delay).await,
                 _ = shutdown.changed() => return,
             }
-            loop {
-                let s = store.clone();
-                match blocking(move || s.sweep_read_batches(SWEEP_CHUNK)).await {
-                    Ok(n) if n as i64 == SWEEP_CHUNK => continue,
-                    Ok(_) => break,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "sweeping read batches failed; will retry");
-                        break;
-                    }
-                }
+            let s = store.clone();
+            if let Err(e) = blocking(move || s.sweep_read_batches()).await {
+                tracing::warn!(error = %e, "sweeping read batches failed; maintenance will retry");
             }
         }
     });

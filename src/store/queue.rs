@@ -94,6 +94,9 @@ fn segment_selects(account_id: i64, seg: &Segment, cols: &str, limit: i64) -> Ve
     }
 }
 
+/// Batches marked read listed per sweeper query.
+const SWEEP_CHUNK: i64 = 64;
+
 /// Up to this many allowed triggers are read one index range each.
 const PER_TRIGGER_MAX: usize = 3;
 
@@ -166,10 +169,16 @@ pub(super) fn lock_account(conn: &mut DbConn, account_id: i64) -> QueryResult<()
     Ok(())
 }
 
-fn find_batch(conn: &mut DbConn, account_id: i64, batch_id: &str) -> StoreResult<BatchRow> {
-    on_conn!(conn, |c| batches::table
+/// The row of one batch of the account.
+#[diesel::dsl::auto_type(no_type_alias)]
+fn batch_row<'a>(account_id: i64, batch_id: &'a str) -> _ {
+    batches::table
         .filter(batches::account_id.eq(account_id))
         .filter(batches::id.eq(batch_id))
+}
+
+fn find_batch(conn: &mut DbConn, account_id: i64, batch_id: &str) -> StoreResult<BatchRow> {
+    on_conn!(conn, |c| batch_row(account_id, batch_id)
         .select(BatchRow::as_select())
         .first(c)
         .optional())?
@@ -178,18 +187,14 @@ fn find_batch(conn: &mut DbConn, account_id: i64, batch_id: &str) -> StoreResult
 
 /// Records that a batch was released, and how many events that returned
 /// to the queue; its member list is no longer needed.
-fn close(conn: &mut DbConn, account_id: i64, id: &str, state: &str, n: i64) -> QueryResult<usize> {
-    on_conn!(conn, |c| diesel::update(
-        batches::table
-            .filter(batches::account_id.eq(account_id))
-            .filter(batches::id.eq(id)),
-    )
-    .set((
-        batches::state.eq(state),
-        batches::closed_count.eq(n),
-        batches::seqs.eq("[]"),
-    ))
-    .execute(c))
+fn mark_released(conn: &mut DbConn, account_id: i64, id: &str, n: i64) -> QueryResult<usize> {
+    on_conn!(conn, |c| diesel::update(batch_row(account_id, id))
+        .set((
+            batches::state.eq(RELEASED),
+            batches::closed_count.eq(n),
+            batches::seqs.eq("[]"),
+        ))
+        .execute(c))
 }
 
 /// A batch's member count per trigger: as recorded at fetch, or (a batch
@@ -217,17 +222,13 @@ fn member_counts(
 /// Marks a batch read: its events leave the queue's counts now; its rows
 /// stay, leased to it, until the sweeper deletes them.
 fn ack(conn: &mut DbConn, account_id: i64, id: &str, counts: &BTreeMap<String, i64>) -> QueryResult<usize> {
-    on_conn!(conn, |c| diesel::update(
-        batches::table
-            .filter(batches::account_id.eq(account_id))
-            .filter(batches::id.eq(id)),
-    )
-    .set((
-        batches::state.eq(ACKED),
-        batches::closed_count.eq(counts.values().sum::<i64>()),
-        batches::trigger_counts.eq(Some(to_json(counts))),
-    ))
-    .execute(c))
+    on_conn!(conn, |c| diesel::update(batch_row(account_id, id))
+        .set((
+            batches::state.eq(ACKED),
+            batches::closed_count.eq(counts.values().sum::<i64>()),
+            batches::trigger_counts.eq(Some(to_json(counts))),
+        ))
+        .execute(c))
 }
 
 /// Deletes the rows of one batch marked read and closes it; false when
@@ -242,10 +243,7 @@ fn sweep_one(conn: &mut DbConn, account_id: i64, id: &str) -> StoreResult<bool> 
     // The state changes first: a second sweeper blocks on this row until
     // the first commits, then finds it read and leaves it.
     let took = on_conn!(&mut *conn, |c| diesel::update(
-        batches::table
-            .filter(batches::account_id.eq(account_id))
-            .filter(batches::id.eq(id))
-            .filter(batches::state.eq(ACKED)),
+        batch_row(account_id, id).filter(batches::state.eq(ACKED))
     )
     .set((batches::state.eq(READ), batches::seqs.eq("[]")))
     .execute(c))?;
@@ -398,25 +396,32 @@ impl Store {
         })
     }
 
-    /// Deletes the rows of up to `limit` batches marked read, oldest first,
-    /// one batch per transaction (see [`ACKED`]). Returns how many it
-    /// swept. Safe to run on several nodes at once.
-    pub fn sweep_read_batches(&self, limit: i64) -> StoreResult<u64> {
-        let due: Vec<(i64, String)> = self.read_by_index(|conn| {
-            Ok(on_conn!(conn, |c| batches::table
-                .filter(batches::state.eq(ACKED))
-                .order(batches::created_at)
-                .limit(limit)
-                .select((batches::account_id, batches::id))
-                .load(c))?)
-        })?;
+    /// Deletes the rows of every batch marked read, oldest first, one batch
+    /// per transaction (see [`ACKED`]). Returns how many it swept. Safe to
+    /// run on several nodes at once.
+    pub fn sweep_read_batches(&self) -> StoreResult<u64> {
         let mut swept = 0;
-        for (account_id, id) in due {
-            if self.write_relaxed(|conn| sweep_one(conn, account_id, &id))? {
-                swept += 1;
+        loop {
+            let due: Vec<(i64, String)> = self.read_by_index(|conn| {
+                Ok(on_conn!(conn, |c| batches::table
+                    .filter(batches::state.eq(ACKED))
+                    .order(batches::created_at)
+                    .limit(SWEEP_CHUNK)
+                    .select((batches::account_id, batches::id))
+                    .load(c))?)
+            })?;
+            let mut now_swept = 0;
+            for (account_id, id) in &due {
+                if self.write_relaxed(|conn| sweep_one(conn, *account_id, id))? {
+                    now_swept += 1;
+                }
+            }
+            swept += now_swept;
+            // Done, or what is left is another sweeper's.
+            if (due.len() as i64) < SWEEP_CHUNK || now_swept == 0 {
+                return Ok(swept);
             }
         }
-        Ok(swept)
     }
 
     /// Releases a batch: its events return to the queue at once.
@@ -430,23 +435,15 @@ impl Store {
                 READ | ACKED => return Err(StoreError::Conflict("the batch was already marked read".into())),
                 _ => {}
             }
-            let members = b.members();
-            close(conn, account_id, &b.id, RELEASED, 0)?;
             // What is available again now: its events that still exist and
             // that no other batch took after its lease ran out.
-            let still = member_rows(conn, account_id, &members)?;
+            let still = member_rows(conn, account_id, &b.members())?;
             let others = open_pieces(conn, account_id, now, Some(&b.id))?;
             let released = still
                 .iter()
                 .filter(|r| !leases::covered(&others, r.seq, r.mask()))
                 .count() as i64;
-            on_conn!(&mut *conn, |c| diesel::update(
-                batches::table
-                    .filter(batches::account_id.eq(account_id))
-                    .filter(batches::id.eq(&b.id))
-            )
-            .set(batches::closed_count.eq(released))
-            .execute(c))?;
+            mark_released(conn, account_id, &b.id, released)?;
             Ok(released)
         })
     }
