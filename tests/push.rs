@@ -38,9 +38,54 @@ both!(
     resume_ends_a_retry_after_pause_at_once,
     a_config_change_resumes_a_suspended_destination,
     fields_come_in_the_requested_order_and_batch_mode_is_always_a_batch,
+    a_delivered_deliverys_event_leaves_with_the_history_a_dead_ones_stays,
 );
 
 // ---------------------------------------------------------------- tests
+
+/// History retention (`--history-days`) takes a delivered delivery's
+/// event: its log entry stays, shows `event: null` and cannot be retried
+/// (409). A dead delivery keeps its event, so it can still be replayed.
+async fn a_delivered_deliverys_event_leaves_with_the_history_a_dead_ones_stays(b: Backend) {
+    let args = ["--history-days", "0", "--maintenance-interval", "200ms"];
+    let (rx, app, key) = open_pushed_to(b, &args, "ok", Mode::Status(200), json!({}), 1).await;
+    rx.set("down", Mode::Status(500));
+    push_to(&app, &key, "CLICK", json!({"url": rx.url("down")})).await;
+    app.ingest(&key, &json!({"trigger": "CLICK", "recipient": "c@x.test"}))
+        .await;
+    let delivered = eventually("delivered", || async {
+        deliveries(&app, &key, "status=delivered").await.into_iter().next()
+    })
+    .await;
+    let dead = eventually("dead", || async {
+        deliveries(&app, &key, "status=dead").await.into_iter().next()
+    })
+    .await;
+    common::until(
+        "the delivered event pruned",
+        std::time::Duration::from_secs(30),
+        || async { (common::metric(&app.metrics().await, "eventd_history_pruned_total") >= 1.0).then_some(()) },
+    )
+    .await;
+    let path = |d: &Value| format!("/v1/deliveries/{}", d["id"].as_str().unwrap());
+    let d = get_json(&app, &key, &path(&delivered)).await;
+    assert_eq!((&d["status"], &d["event"]), (&json!("delivered"), &Value::Null), "{d}");
+    assert_eq!(d["attempt_log"].as_array().unwrap().len(), 1, "{d}");
+    let r = app.post_empty(&format!("{}/retry", path(&delivered)), &key).await;
+    assert_eq!(r.status(), 409);
+    let d = get_json(&app, &key, &path(&dead)).await;
+    assert_eq!(d["event"]["recipient"], "c@x.test", "{d}");
+    assert_eq!(common::metric(&app.metrics().await, "eventd_history_pruned_total"), 1.0);
+    rx.set("down", Mode::Status(200));
+    let r = app.post_empty(&format!("{}/retry", path(&dead)), &key).await;
+    assert_eq!(r.status(), 202);
+    eventually("the dead one replayed", || async {
+        (get_json(&app, &key, &path(&dead)).await["status"] == "delivered").then_some(())
+    })
+    .await;
+    let last = rx.hits("down").pop().unwrap();
+    assert!(String::from_utf8_lossy(&last.body).contains("c@x.test"));
+}
 
 /// A Retry-After of an hour pauses the destination (`state: paused` with
 /// `paused_until`); resume ends the pause and the delivery that got the
@@ -1060,6 +1105,12 @@ async fn redirects_are_not_followed_and_old_logs_are_pruned(b: Backend) {
     .await;
     assert_eq!(left[0]["status"], "pending");
     assert_eq!(deliveries(&app, &key, "status=pending").await.len(), 1);
+    // The dead delivery's four attempts went too (the pending one's first
+    // request hangs, so it has none yet).
+    eventually("the attempts pruned", || async {
+        (common::sql_count(b, &app.db_url, "SELECT COUNT(*) AS n FROM delivery_attempts") == 0).then_some(())
+    })
+    .await;
 }
 
 /// Throughput to a receiver that answers 200 at once. Run with

@@ -238,7 +238,10 @@ pub async fn get(
     let (row, payload, attempts) =
         blocking(move || store.delivery(account.id, id).map_err(not_found_as(no_delivery()))).await?;
     let mut v = delivery_view(&st.ids, account.id, &row, &attempts);
-    v["event"] = serde_json::from_str(&payload).unwrap_or(Value::Null);
+    // null once a delivered delivery's event is past the history retention.
+    v["event"] = payload
+        .and_then(|p| serde_json::from_str(&p).ok())
+        .unwrap_or(Value::Null);
     Ok(HttpResponse::Ok().json(v))
 }
 
@@ -249,7 +252,7 @@ pub async fn get(
     responses(
         (status = 202, body = RetryAnswer),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "Being sent right now", body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 409, description = "Being sent right now, or delivered and its event past the history retention", body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
 pub async fn retry(
     AccountAuth(account): AccountAuth,

@@ -8,6 +8,7 @@ use diesel::sql_types::Text;
 use std::collections::BTreeMap;
 
 use super::leases;
+use super::push::DELIVERED;
 use super::queue_rows::{open_pieces, seq_in, SeqTrigger, ACKED, OPEN};
 use super::queue_status::adjust_depth;
 use super::schema::{accounts, activity, batches, events};
@@ -79,7 +80,7 @@ impl Store {
                              AND (seq IS NULL OR NOT EXISTS (SELECT 1 FROM pull_queue q WHERE q.account_id = {account} \
                              AND q.seq = events.seq AND q.event_id = events.id)) \
                              AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.account_id = {account} \
-                             AND d.event_id = events.id)"
+                             AND d.event_id = events.id AND d.status <> '{DELIVERED}')"
                         ))
                         .bind::<Text, _>(&after)
                         .bind::<Text, _>(&upto)

@@ -11,7 +11,7 @@ use crate::domain::time::now_ms;
 use crate::domain::Trigger;
 use crate::on_conn;
 use crate::store::payloads;
-use crate::store::schema::{deliveries, delivery_attempts};
+use crate::store::schema::{deliveries, delivery_attempts, push_destinations};
 use crate::store::{relaxed_commit, Store, StoreError, StoreResult};
 
 pub const PENDING: &str = "pending";
@@ -80,48 +80,111 @@ pub struct DeliveryFilter {
     pub limit: i64,
 }
 
-#[derive(QueryableByName)]
-struct Finished {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    account_id: i64,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    id: i64,
-}
-
 impl Store {
-    /// Deletes finished (delivered or dead) deliveries, with a parcel's
-    /// member events, and attempts last touched before `cutoff_ms`, at most
-    /// `limit` deliveries per call; returns how many deliveries went.
+    /// Deletes finished (delivered or dead) deliveries last touched before
+    /// `cutoff_ms`, with a parcel's member rows, and attempts made before
+    /// it; `limit` rows per transaction. Returns how many deliveries went.
+    ///
+    /// No index orders deliveries by finishing time (it would be one more
+    /// entry for every delivered row): each (account, trigger)'s finished
+    /// rows are walked in id order through `deliveries_listing` and the
+    /// walk stops at the first row created after the cutoff, which cannot
+    /// have finished before it. A row created before the cutoff but
+    /// finished after it is passed over until it is old enough.
     pub fn prune_deliveries(&self, cutoff_ms: i64, limit: i64) -> StoreResult<usize> {
-        let sql_attempts = format!("DELETE FROM delivery_attempts WHERE attempted_at < {cutoff_ms}");
-        let sql = format!(
-            "SELECT account_id, id FROM deliveries WHERE status IN ('{DELIVERED}', '{DEAD}') \
-             AND updated_at < {cutoff_ms} LIMIT {limit}"
-        );
-        self.write(|conn| {
-            relaxed_commit(conn)?;
-            on_conn!(&mut *conn, |c| diesel::sql_query(&sql_attempts).execute(c))?;
-            let finished: Vec<Finished> = on_conn!(&mut *conn, |c| diesel::sql_query(&sql).load(c))?;
-            let mut by_account: HashMap<i64, Vec<i64>> = HashMap::new();
-            for f in &finished {
-                by_account.entry(f.account_id).or_default().push(f.id);
+        let destinations: Vec<(i64, String)> = self.read(|conn| {
+            on_conn!(conn, |c| Ok(push_destinations::table
+                .select((push_destinations::account_id, push_destinations::trigger))
+                .distinct()
+                .load(c)?))
+        })?;
+        let mut total = 0;
+        for (account_id, trigger) in &destinations {
+            for status in [DELIVERED, DEAD] {
+                let mut after = 0i64;
+                loop {
+                    let (n, next) = self.write(|conn| {
+                        relaxed_commit(conn)?;
+                        on_conn!(conn, |c| {
+                            let rows: Vec<(i64, i64, i64)> = deliveries::table
+                                .filter(deliveries::account_id.eq(account_id))
+                                .filter(deliveries::trigger.eq(trigger))
+                                .filter(deliveries::status.eq(status))
+                                .filter(deliveries::id.gt(after))
+                                .order(deliveries::id)
+                                .select((deliveries::id, deliveries::created_at, deliveries::updated_at))
+                                .limit(limit)
+                                .load(c)?;
+                            let young = rows.iter().position(|r| r.1 >= cutoff_ms);
+                            let walked = &rows[..young.unwrap_or(rows.len())];
+                            let old: Vec<i64> = walked.iter().filter(|r| r.2 < cutoff_ms).map(|r| r.0).collect();
+                            if !old.is_empty() {
+                                diesel::delete(
+                                    deliveries::table
+                                        .filter(deliveries::account_id.eq(account_id))
+                                        .filter(deliveries::parcel_id.eq_any(&old)),
+                                )
+                                .execute(c)?;
+                                diesel::delete(
+                                    deliveries::table
+                                        .filter(deliveries::account_id.eq(account_id))
+                                        .filter(deliveries::id.eq_any(&old)),
+                                )
+                                .execute(c)?;
+                            }
+                            let next = (young.is_none() && rows.len() as i64 == limit).then(|| rows[rows.len() - 1].0);
+                            Ok::<_, StoreError>((old.len(), next))
+                        })
+                    })?;
+                    total += n;
+                    match next {
+                        Some(id) => after = id,
+                        None => break,
+                    }
+                }
             }
-            for (account_id, ids) in by_account {
-                on_conn!(&mut *conn, |c| diesel::delete(
-                    deliveries::table
-                        .filter(deliveries::account_id.eq(account_id))
-                        .filter(deliveries::parcel_id.eq_any(&ids))
-                )
-                .execute(c))?;
-                on_conn!(&mut *conn, |c| diesel::delete(
-                    deliveries::table
-                        .filter(deliveries::account_id.eq(account_id))
-                        .filter(deliveries::id.eq_any(&ids))
-                )
-                .execute(c))?;
+        }
+        let accounts: std::collections::BTreeSet<i64> = destinations.iter().map(|d| d.0).collect();
+        for account_id in accounts {
+            self.prune_attempts(account_id, cutoff_ms, limit)?;
+        }
+        Ok(total)
+    }
+
+    /// Deletes an account's attempts made before `cutoff_ms`: a walk of
+    /// the primary key (ids follow the time an attempt's result was
+    /// written) that stops at the first younger attempt.
+    fn prune_attempts(&self, account_id: i64, cutoff_ms: i64, limit: i64) -> StoreResult<()> {
+        let mut after = 0i64;
+        loop {
+            let next = self.write(|conn| {
+                relaxed_commit(conn)?;
+                on_conn!(conn, |c| {
+                    let rows: Vec<(i64, i64)> = delivery_attempts::table
+                        .filter(delivery_attempts::account_id.eq(account_id))
+                        .filter(delivery_attempts::id.gt(after))
+                        .order(delivery_attempts::id)
+                        .select((delivery_attempts::id, delivery_attempts::attempted_at))
+                        .limit(limit)
+                        .load(c)?;
+                    let old = rows.iter().take_while(|r| r.1 < cutoff_ms).count();
+                    if old > 0 {
+                        diesel::delete(
+                            delivery_attempts::table
+                                .filter(delivery_attempts::account_id.eq(account_id))
+                                .filter(delivery_attempts::id.gt(after))
+                                .filter(delivery_attempts::id.le(rows[old - 1].0)),
+                        )
+                        .execute(c)?;
+                    }
+                    Ok::<_, StoreError>((old == rows.len() && old as i64 == limit).then(|| rows[old - 1].0))
+                })
+            })?;
+            match next {
+                Some(id) => after = id,
+                None => return Ok(()),
             }
-            Ok(finished.len())
-        })
+        }
     }
 
     /// Deliveries, newest first, with their attempts.
@@ -172,8 +235,9 @@ impl Store {
     }
 
     /// One delivery with its event payload (empty for a parcel: its
-    /// members' payloads are in their own rows) and attempts.
-    pub fn delivery(&self, account_id: i64, id: i64) -> StoreResult<(DeliveryRow, String, Vec<AttemptRow>)> {
+    /// members' payloads are in their own rows; None for a delivered one
+    /// whose event is past the history retention) and attempts.
+    pub fn delivery(&self, account_id: i64, id: i64) -> StoreResult<(DeliveryRow, Option<String>, Vec<AttemptRow>)> {
         self.read(|conn| {
             let (row, attempts) = on_conn!(&mut *conn, |c| {
                 let row: Option<DeliveryRow> = deliveries::table
@@ -192,11 +256,17 @@ impl Store {
                     .load(c)?;
                 Ok::<_, StoreError>((row, attempts))
             })?;
+            // A delivered delivery's event leaves with the history
+            // (`--history-days`) even while its log entry stays.
             let payload = match row.label {
-                Some(_) => String::new(),
-                None => payloads::by_ids(conn, account_id, &[row.event_id.as_str()])?
-                    .remove(&row.event_id)
-                    .unwrap_or_else(|| payloads::missing_payload(&row.event_id)),
+                Some(_) => Some(String::new()),
+                None => {
+                    let mut found = payloads::by_ids(conn, account_id, &[row.event_id.as_str()])?;
+                    match found.remove(&row.event_id) {
+                        None if row.status == DELIVERED => None,
+                        p => Some(p.unwrap_or_else(|| payloads::missing_payload(&row.event_id))),
+                    }
+                }
             };
             Ok((row, payload, attempts))
         })
@@ -206,6 +276,11 @@ impl Store {
     /// fresh retry schedule (`attempts` still counts the earlier requests). NotFound for unknown or foreign ids.
     pub fn retry_delivery(&self, account_id: i64, id: i64) -> StoreResult<()> {
         let now = now_ms();
+        if self.delivery(account_id, id)?.1.is_none() {
+            return Err(StoreError::Conflict(
+                "the delivery's event is past the history retention (--history-days): there is nothing to send".into(),
+            ));
+        }
         let n = self.write(|conn| {
             Ok(on_conn!(conn, |c| diesel::update(
                 deliveries::table
