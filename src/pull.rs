@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
 use crate::activity::Activity;
+use crate::domain::time::now_ms;
 use crate::domain::NewEvent;
 use crate::metrics::Metrics;
 use crate::store::events::IngestOutcome;
@@ -32,18 +33,34 @@ const POLL_FALLBACK_LISTENING: Duration = Duration::from_secs(5);
 /// round `delay` later, so that a consumer's next fetch goes first (on
 /// SQLite the two would queue for the one writer). Batches marked read
 /// before a restart, or whose sweep failed, are swept by maintenance.
-fn start_sweeper(store: Store, delay: Duration, mut shutdown: watch::Receiver<bool>) -> Arc<Notify> {
+/// When the rows of a batch marked read are deleted (`delay` after the
+/// answer), and how long the history keeps their events (`history`: older
+/// ones are deleted with them).
+#[derive(Debug, Clone, Copy)]
+pub struct Sweep {
+    pub delay: Duration,
+    pub history: Duration,
+}
+
+fn start_sweeper(
+    store: Store,
+    sweep: Sweep,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Arc<Notify> {
     let kick = Arc::new(Notify::new());
     let kicked = kick.clone();
     tokio::spawn(async move {
         loop {
             tokio::select! {
-                _ = kicked.notified() => tokio::time::sleep(delay).await,
+                _ = kicked.notified() => tokio::time::sleep(sweep.delay).await,
                 _ = shutdown.changed() => return,
             }
             let s = store.clone();
-            if let Err(e) = blocking(move || s.sweep_read_batches()).await {
-                tracing::warn!(error = %e, "sweeping read batches failed; maintenance will retry");
+            let cutoff = now_ms() - sweep.history.as_millis() as i64;
+            match blocking(move || s.sweep_read_batches(cutoff)).await {
+                Ok(swept) => metrics.history_pruned.inc_by(swept.history),
+                Err(e) => tracing::warn!(error = %e, "sweeping read batches failed; maintenance will retry"),
             }
         }
     });
@@ -123,7 +140,7 @@ impl Pull {
     /// At most `max_waiters` fetches wait at once; beyond that a fetch on an
     /// empty queue answers at once (empty), as if `wait_seconds` were 0.
     /// Every committed ingest and mark-read is counted in `activity`. The
-    /// rows of a batch marked read are deleted `sweep_delay` later.
+    /// rows of a batch marked read are deleted `sweep.delay` later.
     pub fn new(
         store: Store,
         shutdown: watch::Receiver<bool>,
@@ -131,11 +148,11 @@ impl Pull {
         activity: Activity,
         max_waiters: usize,
         watermarks: Watermarks,
-        sweep_delay: Duration,
+        sweep: Sweep,
     ) -> Self {
         let waiters: Arc<Waiters> = Arc::default();
         let listening = listen(&store, &waiters, shutdown.clone());
-        let sweep = start_sweeper(store.clone(), sweep_delay, shutdown.clone());
+        let sweep = start_sweeper(store.clone(), sweep, metrics.clone(), shutdown.clone());
         Pull {
             ingest: GroupCommit::start(store.clone()),
             store,

@@ -17,7 +17,7 @@ use crate::config::ServeSettings;
 use crate::domain::public_id::IdCipher;
 use crate::maintenance::{self, Retention};
 use crate::metrics::Metrics;
-use crate::pull::Pull;
+use crate::pull::{Pull, Sweep};
 use crate::push::{PushWorker, WorkerConfig};
 use crate::soapxml::http::EnvelopeReader;
 use crate::state::AppState;
@@ -64,11 +64,12 @@ impl Application {
             Some(PushWorker::spawn(store.clone(), transports.clone(), worker_config)?)
         };
         let settings = Arc::new(settings);
+        let history = std::time::Duration::from_secs(u64::from(settings.history_days) * 86_400);
         tokio::spawn(maintenance::run(
             store.clone(),
             metrics.clone(),
             Retention {
-                history: std::time::Duration::from_secs(u64::from(settings.history_days) * 86_400),
+                history,
                 queue_max_age: settings.queue_max_age,
                 interval: settings.maintenance_interval,
             },
@@ -103,7 +104,10 @@ impl Application {
                     settings.storage.max_db_size,
                     metrics.storage_full.clone(),
                 ),
-                settings.sweep_delay,
+                Sweep {
+                    delay: settings.sweep_delay,
+                    history,
+                },
             ),
             store,
             metrics,

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 both!(
     metrics_count_what_happened,
     retention_prunes_history_and_expires_old_queue_events,
+    a_read_batchs_events_leave_a_zero_day_history_at_the_sweep,
     logs_never_show_secrets,
     sigterm_drains_and_exits_zero,
     sigterm_finishes_deliveries_in_flight,
@@ -109,6 +110,41 @@ async fn retention_prunes_history_and_expires_old_queue_events(b: Backend) {
             (common::pg_count(&app.db_url, sql) > 0).then_some(())
         })
         .await;
+    }
+}
+
+/// The sweeper deletes a read batch's events from the history too when
+/// they are past `--history-days` (here 0), without waiting for
+/// maintenance (an hour away here): such a history holds only what is
+/// queued, and an `external_id` can be used again once its event was read.
+/// With 7 days the history keeps them after the sweep.
+async fn a_read_batchs_events_leave_a_zero_day_history_at_the_sweep(b: Backend) {
+    for days in ["0", "7"] {
+        let app = spawn_app_with(b, &["--history-days", days, "--maintenance-interval", "1h"]).await;
+        let (_, key) = app.create_account("acme").await;
+        app.ingest(&key, &opens(2)).await;
+        let once = json!({"trigger": "CLICK", "recipient": "c@x.test", "external_id": "once"});
+        assert_eq!(app.ingest(&key, &once).await["accepted"], 1);
+        let batch = app.fetch(&key, &json!({"size": 10})).await;
+        let id = batch["batch_id"].as_str().unwrap();
+        let r = app.post_empty(&format!("/v1/batches/{id}/read"), &key).await;
+        assert_eq!(r.json::<Value>().await.unwrap()["deleted"], 3);
+        // (The metric counts after the sweep's commit.)
+        let pruned = until("the batch swept", Duration::from_secs(30), || async {
+            let pruned = metric(&app.metrics().await, "eventd_history_pruned_total");
+            let swept = common::sql_count(b, &app.db_url, "SELECT COUNT(*) AS n FROM pull_queue") == 0;
+            (swept && (days == "7" || pruned > 0.0)).then_some(pruned)
+        })
+        .await;
+        let history = common::sql_count(b, &app.db_url, "SELECT COUNT(*) AS n FROM events");
+        let again = app.ingest(&key, &once).await;
+        if days == "0" {
+            assert_eq!((history, pruned), (0, 3.0));
+            assert_eq!(again, json!({"accepted": 1, "duplicates": 0}));
+        } else {
+            assert_eq!((history, pruned), (3, 0.0));
+            assert_eq!(again, json!({"accepted": 0, "duplicates": 1}));
+        }
     }
 }
 
