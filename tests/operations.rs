@@ -113,13 +113,15 @@ async fn retention_prunes_history_and_expires_old_queue_events(b: Backend) {
     }
 }
 
-/// The sweeper deletes a read batch's events from the history too when
-/// they are past `--history-days` (here 0), without waiting for
+/// On PostgreSQL the sweeper deletes a read batch's events from the history
+/// too when they are past `--history-days` (here 0), without waiting for
 /// maintenance (an hour away here): such a history holds only what is
 /// queued, and an `external_id` can be used again once its event was read.
-/// With 7 days the history keeps them after the sweep.
+/// With 7 days, or on SQLite (where maintenance does it), the history keeps
+/// them after the sweep.
 async fn a_read_batchs_events_leave_a_zero_day_history_at_the_sweep(b: Backend) {
     for days in ["0", "7"] {
+        let at_sweep = days == "0" && b == Backend::Postgres;
         let app = spawn_app_with(b, &["--history-days", days, "--maintenance-interval", "1h"]).await;
         let (_, key) = app.create_account("acme").await;
         app.ingest(&key, &opens(2)).await;
@@ -133,12 +135,12 @@ async fn a_read_batchs_events_leave_a_zero_day_history_at_the_sweep(b: Backend) 
         let pruned = until("the batch swept", Duration::from_secs(30), || async {
             let pruned = metric(&app.metrics().await, "eventd_history_pruned_total");
             let swept = common::sql_count(b, &app.db_url, "SELECT COUNT(*) AS n FROM pull_queue") == 0;
-            (swept && (days == "7" || pruned > 0.0)).then_some(pruned)
+            (swept && (!at_sweep || pruned > 0.0)).then_some(pruned)
         })
         .await;
         let history = common::sql_count(b, &app.db_url, "SELECT COUNT(*) AS n FROM events");
         let again = app.ingest(&key, &once).await;
-        if days == "0" {
+        if at_sweep {
             assert_eq!((history, pruned), (0, 3.0));
             assert_eq!(again, json!({"accepted": 1, "duplicates": 0}));
         } else {
