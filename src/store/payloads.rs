@@ -21,7 +21,8 @@ struct Payload {
 /// Ids per `IN (…)` lookup.
 const LOOKUP_CHUNK: usize = 500;
 
-fn quoted(id: &str) -> String {
+/// `id` as an SQL string literal.
+pub(super) fn quoted(id: &str) -> String {
     format!("'{}'", id.replace('\'', "''"))
 }
 

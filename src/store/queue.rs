@@ -19,7 +19,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
 use super::leases::{self, Piece, Segment};
-use super::payloads;
+use super::payloads::{self, quoted};
 use super::push::DELIVERED;
 use super::queue_rows::{encode_members, member_conds, open_pieces, seq_in, BatchRow, SeqTrigger, ACKED, OPEN};
 use super::queue_status::{adjust_depth, pending_of};
@@ -232,16 +232,14 @@ fn ack(conn: &mut DbConn, account_id: i64, id: &str, counts: &BTreeMap<String, i
         .execute(c))
 }
 
-/// Deletes the rows of one batch marked read and closes it; false when
-/// it was not waiting for that (another sweeper, on this node or another,
-/// took it first).
-/// Sweeps one batch marked read: its queue rows are deleted, and so are
-/// their events' history rows received before `history_cutoff_ms` that no
-/// delivery needs (what history retention would delete later, here by the
-/// batch's own id range instead of a walk of the history: with
+/// Deletes the rows of one batch marked read and closes it; on PostgreSQL
+/// also their events' history rows received before `history_cutoff_ms`
+/// that no delivery needs (what history retention would delete later, here
+/// through the batch's own id range instead of a walk of the history: with
 /// `--history-days 0` the history then holds only what is queued).
-/// Returns None when the batch was not there to sweep (another sweeper's,
-/// or gone with its account), else how many history rows went with it.
+/// Returns None when the batch was not waiting for that (another sweeper,
+/// on this node or another, took it first, or it went with its account),
+/// else how many history rows went with it.
 fn sweep_one(conn: &mut DbConn, account_id: i64, id: &str, history_cutoff_ms: i64) -> StoreResult<Option<u64>> {
     let b = match find_batch(conn, account_id, id) {
         // Gone with its account meanwhile.
@@ -341,10 +339,6 @@ struct IdSpan {
     hi: Option<String>,
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
     oldest: Option<i64>,
-}
-
-fn quoted(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 impl Store {

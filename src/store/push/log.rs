@@ -5,12 +5,15 @@
 
 use std::collections::HashMap;
 
+use diesel::dsl::sql;
 use diesel::prelude::*;
+use diesel::sql_types::Bool;
 
 use crate::domain::time::now_ms;
 use crate::domain::Trigger;
 use crate::on_conn;
 use crate::store::payloads;
+use crate::store::push::account_term;
 use crate::store::schema::{deliveries, delivery_attempts, push_destinations};
 use crate::store::{relaxed_commit, Store, StoreError, StoreResult};
 
@@ -105,6 +108,9 @@ impl Store {
                 loop {
                     let (n, next) = self.write(|conn| {
                         relaxed_commit(conn)?;
+                        // The account's rows by id (see `of_account`), and the
+                        // ids' range, which bounds any plan (see `claimed_rows!`).
+                        let mine = account_term(conn, *account_id);
                         on_conn!(conn, |c| {
                             let rows: Vec<(i64, i64, i64)> = deliveries::table
                                 .filter(deliveries::account_id.eq(account_id))
@@ -118,16 +124,18 @@ impl Store {
                             let young = rows.iter().position(|r| r.1 >= cutoff_ms);
                             let walked = &rows[..young.unwrap_or(rows.len())];
                             let old: Vec<i64> = walked.iter().filter(|r| r.2 < cutoff_ms).map(|r| r.0).collect();
-                            if !old.is_empty() {
+                            if let (Some(&lo), Some(&hi)) = (old.first(), old.last()) {
                                 diesel::delete(
                                     deliveries::table
                                         .filter(deliveries::account_id.eq(account_id))
+                                        .filter(deliveries::parcel_id.between(lo, hi))
                                         .filter(deliveries::parcel_id.eq_any(&old)),
                                 )
                                 .execute(c)?;
                                 diesel::delete(
                                     deliveries::table
-                                        .filter(deliveries::account_id.eq(account_id))
+                                        .filter(sql::<Bool>(&mine))
+                                        .filter(deliveries::id.between(lo, hi))
                                         .filter(deliveries::id.eq_any(&old)),
                                 )
                                 .execute(c)?;
