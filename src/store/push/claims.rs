@@ -91,8 +91,8 @@ impl Store {
         // pending index, rather than scanning every pending delivery. The
         // time and the limit are parameters: one prepared statement per
         // connection, parsed once (PostgreSQL still plans it per call: its
-        // generic plan, which cannot see that `now` is the present, walks
-        // `deliveries_due` from the start and is far slower).
+        // generic plan, which cannot see that `now` is the present, walked
+        // the since-dropped `deliveries_due` from the start, far slower).
         let sql = [
             format!(
                 "SELECT p.account_id, p.trigger, p.transport FROM push_destinations p \
