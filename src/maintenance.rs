@@ -32,8 +32,8 @@ pub struct Retention {
 /// small while millions of events flow through them.
 pub fn queue_once(store: &Store, metrics: &Metrics, r: &Retention) -> StoreResult<()> {
     let now = now_ms();
-    let swept = store.sweep_read_batches(now - r.history.as_millis() as i64)?;
-    metrics.history_pruned.inc_by(swept.history);
+    let history = store.sweep_read_batches(now - r.history.as_millis() as i64)?;
+    metrics.history_pruned.inc_by(history);
     if let Some(age) = r.queue_max_age {
         let expired = store.expire_queue(now - age.as_millis() as i64, now, PRUNE_CHUNK)?;
         if expired > 0 {

@@ -28,20 +28,20 @@ use crate::watermark::Watermarks;
 const POLL_FALLBACK: Duration = Duration::from_millis(1000);
 const POLL_FALLBACK_LISTENING: Duration = Duration::from_secs(5);
 
-/// Starts the sweeper, which deletes the rows of batches marked read
-/// (`Store::sweep_read_batches`): a notification of the answer starts a
-/// round `delay` later, so that a consumer's next fetch goes first (on
-/// SQLite the two would queue for the one writer). Batches marked read
-/// before a restart, or whose sweep failed, are swept by maintenance.
 /// When the rows of a batch marked read are deleted (`delay` after the
-/// answer), and how long the history keeps their events (`history`: older
-/// ones are deleted with them).
+/// answer), and how long the history keeps their events (`history`: on
+/// PostgreSQL older ones are deleted with them).
 #[derive(Debug, Clone, Copy)]
 pub struct Sweep {
     pub delay: Duration,
     pub history: Duration,
 }
 
+/// Starts the sweeper, which deletes the rows of batches marked read
+/// (`Store::sweep_read_batches`): a notification of the answer starts a
+/// round `delay` later, so that a consumer's next fetch goes first (on
+/// SQLite the two would queue for the one writer). Batches marked read
+/// before a restart, or whose sweep failed, are swept by maintenance.
 fn start_sweeper(
     store: Store,
     sweep: Sweep,
@@ -59,7 +59,7 @@ fn start_sweeper(
             let s = store.clone();
             let cutoff = now_ms() - sweep.history.as_millis() as i64;
             match blocking(move || s.sweep_read_batches(cutoff)).await {
-                Ok(swept) => metrics.history_pruned.inc_by(swept.history),
+                Ok(history) => metrics.history_pruned.inc_by(history),
                 Err(e) => tracing::warn!(error = %e, "sweeping read batches failed; maintenance will retry"),
             }
         }

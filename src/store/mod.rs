@@ -24,6 +24,7 @@ pub mod queue_status;
 pub mod retention;
 pub mod schema;
 pub mod secrets;
+pub mod sweep;
 pub mod triggers;
 mod vacuum;
 

@@ -19,12 +19,11 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
 use super::leases::{self, Piece, Segment};
-use super::payloads::{self, quoted};
-use super::push::DELIVERED;
+use super::payloads;
 use super::queue_rows::{encode_members, member_conds, open_pieces, seq_in, BatchRow, SeqTrigger, ACKED, OPEN};
 use super::queue_status::{adjust_depth, pending_of};
 pub use super::queue_status::{OpenBatch, QueueStatus, TriggerDepth};
-use super::schema::{batches, pull_queue};
+use super::schema::batches;
 use super::{DbConn, Store, StoreError, StoreResult};
 use crate::domain::time::now_ms;
 use crate::domain::Trigger;
@@ -63,7 +62,7 @@ struct Claimed {
     event_id: String,
 }
 
-const READ: &str = "read";
+pub(super) const READ: &str = "read";
 const RELEASED: &str = "released";
 /// A batch whose lease ran out before it was closed (set by maintenance;
 /// handled exactly like an open batch past its lease).
@@ -94,9 +93,6 @@ fn segment_selects(account_id: i64, seg: &Segment, cols: &str, limit: i64) -> Ve
         )]
     }
 }
-
-/// Batches marked read listed per sweeper query.
-const SWEEP_CHUNK: i64 = 64;
 
 /// Up to this many allowed triggers are read one index range each.
 const PER_TRIGGER_MAX: usize = 3;
@@ -172,13 +168,13 @@ pub(super) fn lock_account(conn: &mut DbConn, account_id: i64) -> QueryResult<()
 
 /// The row of one batch of the account.
 #[diesel::dsl::auto_type(no_type_alias)]
-fn batch_row<'a>(account_id: i64, batch_id: &'a str) -> _ {
+pub(super) fn batch_row<'a>(account_id: i64, batch_id: &'a str) -> _ {
     batches::table
         .filter(batches::account_id.eq(account_id))
         .filter(batches::id.eq(batch_id))
 }
 
-fn find_batch(conn: &mut DbConn, account_id: i64, batch_id: &str) -> StoreResult<BatchRow> {
+pub(super) fn find_batch(conn: &mut DbConn, account_id: i64, batch_id: &str) -> StoreResult<BatchRow> {
     on_conn!(conn, |c| batch_row(account_id, batch_id)
         .select(BatchRow::as_select())
         .first(c)
@@ -230,115 +226,6 @@ fn ack(conn: &mut DbConn, account_id: i64, id: &str, counts: &BTreeMap<String, i
             batches::trigger_counts.eq(Some(to_json(counts))),
         ))
         .execute(c))
-}
-
-/// Deletes the rows of one batch marked read and closes it; on PostgreSQL
-/// also their events' history rows received before `history_cutoff_ms`
-/// that no delivery needs (what history retention would delete later, here
-/// through the batch's own id range instead of a walk of the history: with
-/// `--history-days 0` the history then holds only what is queued).
-/// Returns None when the batch was not waiting for that (another sweeper,
-/// on this node or another, took it first, or it went with its account),
-/// else how many history rows went with it.
-fn sweep_one(conn: &mut DbConn, account_id: i64, id: &str, history_cutoff_ms: i64) -> StoreResult<Option<u64>> {
-    let b = match find_batch(conn, account_id, id) {
-        // Gone with its account meanwhile.
-        Err(StoreError::NotFound) => return Ok(None),
-        found => found?,
-    };
-    // The state changes first: a second sweeper blocks on this row until
-    // the first commits, then finds it read and leaves it.
-    let took = on_conn!(&mut *conn, |c| diesel::update(
-        batch_row(account_id, id).filter(batches::state.eq(ACKED))
-    )
-    .set((batches::state.eq(READ), batches::seqs.eq("[]")))
-    .execute(c))?;
-    if took == 0 {
-        return Ok(None);
-    }
-    let (mut deleted, mut history) = (0, 0);
-    let members = b.members();
-    // Seq order is ingest order: when the first member is well inside the
-    // history retention (an hour covers any reordering), so are the others,
-    // and their history is left alone (maintenance is the backstop anyway).
-    // PostgreSQL only. There, retention by maintenance rounds could not keep
-    // up under churn (each round's VACUUM grew with the history it left).
-    // On SQLite a freed page is reused by the next insert, so maintenance
-    // keeps the file flat, and the sweep, which holds the one writer, stays
-    // short: with the history delete in it, fetch+read under churn took
-    // 168-181 ms against 123-134 ms (docs/PERFORMANCE.md, eighth session).
-    let history_due = matches!(conn, DbConn::Pg(_))
-        && match members.first() {
-            Some(first) => on_conn!(&mut *conn, |c| pull_queue::table
-                .filter(pull_queue::account_id.eq(account_id))
-                .filter(pull_queue::seq.eq(first))
-                .select(pull_queue::received_at)
-                .first::<i64>(c)
-                .optional())?
-            .is_some_and(|t| t < history_cutoff_ms.saturating_add(REORDER_MARGIN_MS)),
-            None => false,
-        };
-    for cond in member_conds(conn, &members) {
-        // The members' event ids span a range of the history's key.
-        let span: Vec<IdSpan> = if history_due {
-            on_conn!(&mut *conn, |c| diesel::sql_query(format!(
-                "SELECT MIN(event_id) AS lo, MAX(event_id) AS hi, MIN(received_at) AS oldest \
-                 FROM pull_queue WHERE account_id = {account_id} AND {cond}"
-            ))
-            .load(c))?
-        } else {
-            Vec::new()
-        };
-        deleted += on_conn!(&mut *conn, |c| diesel::sql_query(format!(
-            "DELETE FROM pull_queue WHERE account_id = {account_id} AND {cond}"
-        ))
-        .execute(c))?;
-        let Some(IdSpan {
-            lo: Some(lo),
-            hi: Some(hi),
-            oldest: Some(oldest),
-        }) = span.into_iter().next()
-        else {
-            continue;
-        };
-        if oldest >= history_cutoff_ms {
-            continue;
-        }
-        history += on_conn!(&mut *conn, |c| diesel::sql_query(format!(
-            "DELETE FROM events WHERE account_id = {account_id} AND id >= {} AND id <= {} AND {cond} \
-             AND received_at < {history_cutoff_ms} AND NOT EXISTS (SELECT 1 FROM deliveries d \
-             WHERE d.account_id = {account_id} AND d.event_id = events.id AND d.status <> '{DELIVERED}')",
-            quoted(&lo),
-            quoted(&hi)
-        ))
-        .execute(c))?;
-    }
-    if deleted as i64 != b.event_count {
-        tracing::warn!(batch = %b.id, deleted, expected = b.event_count, "a read batch's rows were not all there");
-    }
-    Ok(Some(history as u64))
-}
-
-/// How far ingest order (seq) and receipt time may disagree, at most.
-const REORDER_MARGIN_MS: i64 = 3_600_000;
-
-/// What [`Store::sweep_read_batches`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Swept {
-    /// Batches whose rows it deleted.
-    pub batches: u64,
-    /// History rows deleted with them (past the history retention).
-    pub history: u64,
-}
-
-#[derive(QueryableByName)]
-struct IdSpan {
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-    lo: Option<String>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-    hi: Option<String>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
-    oldest: Option<i64>,
 }
 
 impl Store {
@@ -472,36 +359,6 @@ impl Store {
                 .filter_map(|(t, n)| Some((t.parse::<Trigger>().ok()?, n)))
                 .collect())
         })
-    }
-
-    /// Deletes the rows of every batch marked read, oldest first, one batch
-    /// per transaction (see [`ACKED`]), with their events' history rows
-    /// received before `history_cutoff_ms` ([`sweep_one`]). Safe to run on
-    /// several nodes at once.
-    pub fn sweep_read_batches(&self, history_cutoff_ms: i64) -> StoreResult<Swept> {
-        let mut swept = Swept::default();
-        loop {
-            let due: Vec<(i64, String)> = self.read_by_index(|conn| {
-                Ok(on_conn!(conn, |c| batches::table
-                    .filter(batches::state.eq(ACKED))
-                    .order(batches::created_at)
-                    .limit(SWEEP_CHUNK)
-                    .select((batches::account_id, batches::id))
-                    .load(c))?)
-            })?;
-            let mut now_swept = 0;
-            for (account_id, id) in &due {
-                if let Some(history) = self.write_relaxed(|conn| sweep_one(conn, *account_id, id, history_cutoff_ms))? {
-                    now_swept += 1;
-                    swept.history += history;
-                }
-            }
-            swept.batches += now_swept;
-            // Done, or what is left is another sweeper's.
-            if (due.len() as i64) < SWEEP_CHUNK || now_swept == 0 {
-                return Ok(swept);
-            }
-        }
     }
 
     /// Releases a batch: its events return to the queue at once.
