@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::domain::time::now_ms;
+use crate::domain::time::{cutoff, now_ms};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreResult};
 
@@ -32,10 +32,10 @@ pub struct Retention {
 /// small while millions of events flow through them.
 pub fn queue_once(store: &Store, metrics: &Metrics, r: &Retention) -> StoreResult<()> {
     let now = now_ms();
-    let history = store.sweep_read_batches(now - r.history.as_millis() as i64)?;
+    let history = store.sweep_read_batches(cutoff(now, r.history))?;
     metrics.history_pruned.inc_by(history);
     if let Some(age) = r.queue_max_age {
-        let expired = store.expire_queue(now - age.as_millis() as i64, now, PRUNE_CHUNK)?;
+        let expired = store.expire_queue(cutoff(now, age), now, PRUNE_CHUNK)?;
         if expired > 0 {
             tracing::warn!(expired, "unread pull events deleted for exceeding --queue-max-age");
         }
@@ -54,10 +54,10 @@ pub fn queue_once(store: &Store, metrics: &Metrics, r: &Retention) -> StoreResul
 /// on PostgreSQL a VACUUM of the history and push tables (which takes
 /// longer as the history grows).
 pub fn history_once(store: &Store, metrics: &Metrics, r: &Retention) -> StoreResult<()> {
-    let now = now_ms();
-    let pruned = store.prune_history(now - r.history.as_millis() as i64, PRUNE_CHUNK)?;
+    let before = cutoff(now_ms(), r.history);
+    let pruned = store.prune_history(before, PRUNE_CHUNK)?;
     metrics.history_pruned.inc_by(pruned);
-    store.prune_activity(now - r.history.as_millis() as i64)?;
+    store.prune_activity(before)?;
     store.vacuum_rest()?;
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
 use crate::activity::Activity;
-use crate::domain::time::now_ms;
+use crate::domain::time::{cutoff, now_ms};
 use crate::domain::NewEvent;
 use crate::metrics::Metrics;
 use crate::store::events::IngestOutcome;
@@ -57,8 +57,8 @@ fn start_sweeper(
                 _ = shutdown.changed() => return,
             }
             let s = store.clone();
-            let cutoff = now_ms() - sweep.history.as_millis() as i64;
-            match blocking(move || s.sweep_read_batches(cutoff)).await {
+            let before = cutoff(now_ms(), sweep.history);
+            match blocking(move || s.sweep_read_batches(before)).await {
                 Ok(history) => metrics.history_pruned.inc_by(history),
                 Err(e) => tracing::warn!(error = %e, "sweeping read batches failed; maintenance will retry"),
             }

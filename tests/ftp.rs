@@ -229,8 +229,36 @@ async fn a_period_of_more_than_10000_events_makes_several_files(b: Backend) {
     }
 }
 
+/// A file's delivery is pruned after `--push-log-retention` like any
+/// other, and the rows of the events it carried go with it.
+async fn a_sent_files_rows_leave_with_the_push_log(b: Backend) {
+    if !mail_ftp::available() {
+        return;
+    }
+    let s = Servers::start();
+    let app = app_for(b, &s, Relay::Plain, 3, &["--push-log-retention", "1500ms"]).await;
+    let (_, key) = app.create_account("acme").await;
+    let r = app
+        .put(
+            "/v1/triggers/OPEN",
+            &key,
+            &json!({"destination": "ftp", "ftp": ftp(&s, false, json!({}))}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let sent = events(5, "pruned", "OPEN");
+    app.ingest(&key, &Value::Array(sent)).await;
+    s.wait_file_events("/", 5, 60).await;
+    let sql = "SELECT COUNT(*) AS n FROM deliveries";
+    eventually("the file and its events' rows pruned", 60, || async {
+        (common::sql_count(b, &app.db_url, sql) == 0).then_some(())
+    })
+    .await;
+}
+
 both!(
     period_files_over_ftps_through_an_outage,
+    a_sent_files_rows_leave_with_the_push_log,
     wrong_password_suspends_and_resume_works,
     a_period_of_more_than_10000_events_makes_several_files,
 );

@@ -31,6 +31,43 @@ struct HeadRow {
     received_at: i64,
 }
 
+/// Who takes the history guard of an account (PostgreSQL; SQLite's writes
+/// are serialised already).
+#[derive(Clone, Copy)]
+pub(crate) enum HistoryGuard {
+    /// A statement that deletes history rows no pending delivery needs
+    /// (retention, the sweep). Deleters share the guard.
+    Delete,
+    /// A delivered delivery made pending again: its event must not leave
+    /// between the check that it is there and the commit. Exclusive.
+    Keep,
+}
+
+/// Takes the account's history guard for the rest of the transaction.
+///
+/// A delete decides, in its statement's snapshot, that no delivery still
+/// needs an event; a retry that commits meanwhile would make a delivered
+/// delivery pending again with its event deleted under it (PostgreSQL's
+/// row locks cannot close this: the delete does not re-read the
+/// deliveries after waiting). With the guard, a retry waits for the
+/// deletes in flight and the next deletes' statements start after it
+/// committed, so they see the delivery pending.
+pub(crate) fn history_guard(conn: &mut DbConn, account_id: i64, who: HistoryGuard) -> QueryResult<()> {
+    if let DbConn::Pg(c) = conn {
+        let f = match who {
+            HistoryGuard::Delete => "pg_advisory_xact_lock_shared",
+            HistoryGuard::Keep => "pg_advisory_xact_lock",
+        };
+        // Its own key space (3710 serialises claims).
+        diesel::sql_query(format!(
+            "SELECT {f}(3711, {})",
+            account_id.rem_euclid(i64::from(i32::MAX))
+        ))
+        .execute(c)?;
+    }
+    Ok(())
+}
+
 impl HeadRow {
     fn mask(&self) -> leases::Mask {
         self.trigger
@@ -57,6 +94,7 @@ impl Store {
             let mut after = String::new();
             loop {
                 let (n, next) = self.write(|conn| {
+                    history_guard(conn, account, HistoryGuard::Delete)?;
                     let [p1, p2, p3] = match conn {
                         DbConn::Pg(_) => ["$1", "$2", "$3"],
                         DbConn::Sqlite(_) => ["?"; 3],

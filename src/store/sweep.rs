@@ -8,6 +8,7 @@ use super::payloads::quoted;
 use super::push::DELIVERED;
 use super::queue::{batch_row, find_batch, READ};
 use super::queue_rows::{member_conds, ACKED};
+use super::retention::{history_guard, HistoryGuard};
 use super::schema::{batches, pull_queue};
 use super::{DbConn, Store, StoreError, StoreResult};
 use crate::on_conn;
@@ -61,6 +62,9 @@ fn sweep_one(conn: &mut DbConn, account_id: i64, id: &str, history_cutoff_ms: i6
             .is_some_and(|t| t < history_cutoff_ms.saturating_add(REORDER_MARGIN_MS)),
             None => false,
         };
+    if history_due {
+        history_guard(conn, account_id, HistoryGuard::Delete)?;
+    }
     for cond in member_conds(conn, &members) {
         // The members' event ids span a range of the history's key.
         let span: Vec<IdSpan> = if history_due {

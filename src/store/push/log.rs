@@ -14,6 +14,7 @@ use crate::domain::Trigger;
 use crate::on_conn;
 use crate::store::payloads;
 use crate::store::push::account_term;
+use crate::store::retention::{history_guard, HistoryGuard};
 use crate::store::schema::{deliveries, delivery_attempts, push_destinations};
 use crate::store::{relaxed_commit, Store, StoreError, StoreResult};
 
@@ -284,18 +285,22 @@ impl Store {
     /// fresh retry schedule (`attempts` still counts the earlier requests). NotFound for unknown or foreign ids.
     pub fn retry_delivery(&self, account_id: i64, id: i64) -> StoreResult<()> {
         let now = now_ms();
-        if self.delivery(account_id, id)?.1.is_none() {
-            return Err(StoreError::Conflict(
-                "the delivery's event is past the history retention (--history-days): there is nothing to send".into(),
-            ));
-        }
         let n = self.write(|conn| {
+            history_guard(conn, account_id, HistoryGuard::Keep)?;
+            // One statement checks and changes: a delivered delivery's event
+            // may have left with the history (`--history-days`), and then
+            // there is nothing to send (a parcel has no event row).
+            let sendable = format!(
+                "(status <> '{DELIVERED}' OR label IS NOT NULL OR EXISTS (SELECT 1 FROM events e \
+                 WHERE e.account_id = deliveries.account_id AND e.id = deliveries.event_id))"
+            );
             Ok(on_conn!(conn, |c| diesel::update(
                 deliveries::table
                     .filter(deliveries::account_id.eq(account_id))
                     .filter(deliveries::id.eq(id))
                     .filter(deliveries::status.eq_any(STATUSES))
                     .filter(deliveries::claimed_by.is_null())
+                    .filter(sql::<Bool>(&sendable))
             )
             .set((
                 deliveries::status.eq(PENDING),
@@ -305,12 +310,16 @@ impl Store {
             ))
             .execute(c))?)
         })?;
-        if n == 0 {
-            // Either unknown, or in flight right now (which is a conflict).
-            self.delivery(account_id, id)?;
-            return Err(StoreError::Conflict("the delivery is being sent right now".into()));
+        if n == 1 {
+            return Ok(());
         }
-        Ok(())
+        // Unknown (NotFound), its event gone, or in flight right now.
+        match self.delivery(account_id, id)?.1 {
+            None => Err(StoreError::Conflict(
+                "the delivery's event is past the history retention (--history-days): there is nothing to send".into(),
+            )),
+            Some(_) => Err(StoreError::Conflict("the delivery is being sent right now".into())),
+        }
     }
 
     /// Puts every dead delivery of a trigger back in the queue.
