@@ -11,8 +11,8 @@
 //! joins a group, and if a group's transaction fails, each of its requests
 //! is retried alone, so one request's failure never fails its neighbours.
 
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
 
@@ -27,36 +27,163 @@ pub const MAX_GROUP_EVENTS: usize = 10_000;
 /// Requests waiting for a writer beyond this many wait to enter the queue.
 const QUEUE_DEPTH: usize = 4096;
 
+/// A second writer starts a group while the first commits only when at
+/// least this many events wait. Small groups are better stored one after
+/// the other: two writers taking turns split what waits into twice as many
+/// groups (each with its own statements and commit), which then queue on
+/// the account's depth counters anyway. PostgreSQL, 64 clients of one
+/// event: 20-21k ev/s with two writers taking turns, 28-30k with one; but
+/// batches of 1,000 from 4 clients: 150k with two, 105k with one
+/// (docs/PERFORMANCE.md, ninth session). With this rule: 26.5-28k and
+/// 145-152k; 64-256 measured, 256 kept batches of 100 (4 clients) to one
+/// writer (69-77k against 90-93k).
+const OVERLAP_MIN_EVENTS: usize = 100;
+
 struct Pending {
     job: IngestJob,
     reply: oneshot::Sender<StoreResult<IngestOutcome>>,
+}
+
+#[derive(Default)]
+struct State {
+    waiting: VecDeque<Pending>,
+    /// Events in `waiting`.
+    waiting_events: usize,
+    /// Writers storing a group now.
+    busy: usize,
+    /// Writers waiting for work.
+    idle: usize,
+    /// Every handle is gone: the writers finish what waits and stop.
+    closed: bool,
+}
+
+impl State {
+    /// Whether an idle writer may take a group now.
+    fn may_start(&self) -> bool {
+        !self.waiting.is_empty() && (self.busy == 0 || self.waiting_events >= OVERLAP_MIN_EVENTS)
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    state: Mutex<State>,
+    /// A writer may have work: a request came, a writer finished, or closed.
+    work: Condvar,
+    /// The queue has room again.
+    room: Condvar,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a request, waiting while the queue is full. Err(p) when the
+    /// writers stopped.
+    fn put(&self, p: Pending, wait: bool) -> Result<(), Option<Pending>> {
+        let mut st = self.lock();
+        while st.waiting.len() >= QUEUE_DEPTH && !st.closed {
+            if !wait {
+                return Err(Some(p));
+            }
+            st = self.room.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        if st.closed {
+            return Err(None);
+        }
+        st.waiting_events += p.job.events.len();
+        st.waiting.push_back(p);
+        // Wake a writer only when it may start: a wake-up per request that
+        // finds the other writer busy cost a fifth of the single-event rate.
+        let wake = st.idle > 0 && st.may_start();
+        drop(st);
+        if wake {
+            self.work.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Takes the next group: whole requests in arrival order, up to
+    /// [`MAX_GROUP_EVENTS`], once no other writer is busy or enough events
+    /// wait ([`OVERLAP_MIN_EVENTS`]). `None` once closed and drained.
+    fn take(&self) -> Option<Vec<Pending>> {
+        let mut st = self.lock();
+        loop {
+            if st.may_start() || (st.closed && !st.waiting.is_empty()) {
+                break;
+            }
+            if st.closed {
+                return None;
+            }
+            st.idle += 1;
+            st = self.work.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.idle -= 1;
+        }
+        let mut events = 0;
+        let mut group = Vec::new();
+        while let Some(p) = st.waiting.front() {
+            let n = p.job.events.len();
+            if !group.is_empty() && events + n > MAX_GROUP_EVENTS {
+                break;
+            }
+            events += n;
+            group.extend(st.waiting.pop_front());
+        }
+        st.waiting_events -= events;
+        st.busy += 1;
+        drop(st);
+        self.room.notify_all();
+        Some(group)
+    }
+
+    /// A writer's group is stored. (It takes the next group itself, so
+    /// the other writer is not woken for it.)
+    fn done(&self) {
+        self.lock().busy -= 1;
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.work.notify_all();
+        self.room.notify_all();
+    }
+}
+
+/// Closes the queue when the last handle goes.
+struct Handles(Arc<Queue>);
+
+impl Drop for Handles {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 /// The handle requests use; the writer threads stop when every handle is
 /// dropped.
 #[derive(Clone)]
 pub struct GroupCommit {
-    tx: SyncSender<Pending>,
+    queue: Arc<Handles>,
 }
 
 impl GroupCommit {
     /// Starts the writers: one on SQLite (it has one writer anyway), two on
-    /// PostgreSQL (one commits while the other gathers the next group).
+    /// PostgreSQL (the second for large groups, see [`OVERLAP_MIN_EVENTS`]).
     pub fn start(store: Store) -> GroupCommit {
-        let (tx, rx) = mpsc::sync_channel::<Pending>(QUEUE_DEPTH);
-        let rx = Arc::new(Mutex::new(rx));
+        let queue = Arc::new(Queue::default());
         let writers = match store.backend() {
             Backend::Sqlite => 1,
             Backend::Postgres => 2,
         };
         for n in 0..writers {
-            let (store, rx) = (store.clone(), rx.clone());
+            let (store, queue) = (store.clone(), queue.clone());
             std::thread::Builder::new()
                 .name(format!("ingest-writer-{n}"))
-                .spawn(move || writer(&store, &rx))
+                .spawn(move || writer(&store, &queue))
                 .expect("spawning an ingest writer thread");
         }
-        GroupCommit { tx }
+        GroupCommit {
+            queue: Arc::new(Handles(queue)),
+        }
     }
 
     /// Stores one request's events; answers after the commit that holds them.
@@ -78,13 +205,13 @@ impl GroupCommit {
             reply,
         };
         let stopped = || StoreError::Connect("the ingest writer stopped".into());
-        match self.tx.try_send(pending) {
+        match self.queue.0.put(pending, false) {
             Ok(()) => {}
-            Err(TrySendError::Disconnected(_)) => return Err(stopped()),
+            Err(None) => return Err(stopped()),
             // A full queue blocks the sender: wait off the async workers.
-            Err(TrySendError::Full(pending)) => {
-                let tx = self.tx.clone();
-                tokio::task::spawn_blocking(move || tx.send(pending))
+            Err(Some(pending)) => {
+                let queue = self.queue.0.clone();
+                tokio::task::spawn_blocking(move || queue.put(pending, true))
                     .await
                     .map_err(|e| StoreError::Connect(format!("worker thread failed: {e}")))?
                     .map_err(|_| stopped())?;
@@ -94,74 +221,71 @@ impl GroupCommit {
     }
 }
 
-/// Takes the next group: blocks for the first request, then takes what is
-/// already waiting. `None` when every handle is gone.
-fn next_group(rx: &Mutex<Receiver<Pending>>) -> Option<Vec<Pending>> {
-    let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
-    let first = rx.recv().ok()?;
-    let mut events = first.job.events.len();
-    let mut group = vec![first];
-    while events < MAX_GROUP_EVENTS {
-        match rx.try_recv() {
-            Ok(p) => {
-                events += p.job.events.len();
-                group.push(p);
-            }
-            Err(_) => break,
-        }
+fn writer(store: &Store, queue: &Queue) {
+    while let Some(group) = queue.take() {
+        // Done even if the commit panics, so the other writer goes on.
+        let _busy = Busy(queue);
+        commit(store, group);
     }
-    Some(group)
 }
 
-fn writer(store: &Store, rx: &Mutex<Receiver<Pending>>) {
-    while let Some(group) = next_group(rx) {
-        let (jobs, replies): (Vec<IngestJob>, Vec<_>) = group.into_iter().map(|p| (p.job, p.reply)).unzip();
-        match store.ingest_group(&jobs) {
-            Ok(outcomes) => {
-                let mut woken: Vec<i64> = jobs
-                    .iter()
-                    .zip(&outcomes)
-                    .filter(|(_, o)| o.queued > 0)
-                    .map(|(j, _)| j.account_id)
-                    .collect();
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
-                }
-                notify(store, &mut woken);
+/// A writer's group in progress.
+struct Busy<'a>(&'a Queue);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.done();
+    }
+}
+
+/// Stores one group and answers its requests.
+fn commit(store: &Store, group: Vec<Pending>) {
+    let (jobs, replies): (Vec<IngestJob>, Vec<_>) = group.into_iter().map(|p| (p.job, p.reply)).unzip();
+    match store.ingest_group(&jobs) {
+        Ok(outcomes) => {
+            let mut woken: Vec<i64> = jobs
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| o.queued > 0)
+                .map(|(j, _)| j.account_id)
+                .collect();
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
             }
-            // No connection, or no space: retrying each alone would only
-            // fail again.
-            Err(e) if e.is_unavailable() || e.is_storage_full() => {
-                let message = e.to_string();
-                for reply in replies {
-                    let m = message.clone();
-                    let _ = reply.send(Err(match e {
-                        StoreError::StorageFull(_) => StoreError::StorageFull(m),
-                        StoreError::OutOfSpace(_) => StoreError::OutOfSpace(m),
-                        _ => StoreError::Unavailable(m),
-                    }));
-                }
+            notify(store, &mut woken);
+        }
+        // No connection, or no space: retrying each alone would only
+        // fail again.
+        Err(e) if e.is_unavailable() || e.is_storage_full() => {
+            let message = e.to_string();
+            for reply in replies {
+                let m = message.clone();
+                let _ = reply.send(Err(match e {
+                    StoreError::StorageFull(_) => StoreError::StorageFull(m),
+                    StoreError::OutOfSpace(_) => StoreError::OutOfSpace(m),
+                    _ => StoreError::Unavailable(m),
+                }));
             }
-            // The whole group rolled back: each request alone, so a failure
-            // is reported only to the request that causes it.
-            Err(e) if jobs.len() > 1 => {
-                tracing::warn!(error = %e, requests = jobs.len(), "ingest group failed; retrying its requests one by one");
-                let mut woken = Vec::new();
-                for (job, reply) in jobs.into_iter().zip(replies) {
-                    let r = store
-                        .ingest_group(std::slice::from_ref(&job))
-                        .map(|mut o| o.pop().unwrap_or_default());
-                    if r.as_ref().is_ok_and(|o| o.queued > 0) {
-                        woken.push(job.account_id);
-                    }
-                    let _ = reply.send(r);
+        }
+        // The whole group rolled back: each request alone, so a failure
+        // is reported only to the request that causes it.
+        Err(e) if jobs.len() > 1 => {
+            tracing::warn!(error = %e, requests = jobs.len(), "ingest group failed; retrying its requests one by one");
+            let mut woken = Vec::new();
+            for (job, reply) in jobs.into_iter().zip(replies) {
+                let r = store
+                    .ingest_group(std::slice::from_ref(&job))
+                    .map(|mut o| o.pop().unwrap_or_default());
+                if r.as_ref().is_ok_and(|o| o.queued > 0) {
+                    woken.push(job.account_id);
                 }
-                notify(store, &mut woken);
+                let _ = reply.send(r);
             }
-            Err(e) => {
-                if let Some(reply) = replies.into_iter().next() {
-                    let _ = reply.send(Err(e));
-                }
+            notify(store, &mut woken);
+        }
+        Err(e) => {
+            if let Some(reply) = replies.into_iter().next() {
+                let _ = reply.send(Err(e));
             }
         }
     }
@@ -175,5 +299,34 @@ fn notify(store: &Store, accounts: &mut Vec<i64>) {
     accounts.dedup();
     if let Err(e) = store.notify_queue(accounts) {
         tracing::debug!(error = %e, "queue wake-up not sent");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> Pending {
+        Pending {
+            job: IngestJob {
+                account_id: 1,
+                events: Vec::new(),
+                key_hash: None,
+            },
+            reply: oneshot::channel().0,
+        }
+    }
+
+    #[test]
+    fn a_second_writer_starts_only_on_enough_waiting_events() {
+        let mut st = State::default();
+        assert!(!st.may_start(), "nothing waits");
+        st.waiting.push_back(request());
+        st.waiting_events = 1;
+        assert!(st.may_start(), "nobody busy");
+        st.busy = 1;
+        assert!(!st.may_start(), "a small group waits for the busy writer");
+        st.waiting_events = OVERLAP_MIN_EVENTS;
+        assert!(st.may_start(), "a large one starts beside it");
     }
 }
