@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 
-use super::{relaxed_commit, Backend, DbConn, Store, StoreResult};
+use super::{Backend, DbConn, Store, StoreResult};
 
 /// The channel of queue wake-ups; its payload is a comma list of account ids.
 pub const CHANNEL: &str = "eventd_queue";
@@ -66,8 +66,7 @@ impl Store {
             }
             last.push_str(&id.to_string());
         }
-        self.write(|conn| {
-            relaxed_commit(conn)?;
+        self.write_relaxed(|conn| {
             if let DbConn::Pg(c) = conn {
                 for p in &payloads {
                     diesel::sql_query("SELECT pg_notify($1, $2)")

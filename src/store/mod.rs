@@ -360,6 +360,18 @@ impl Store {
         r
     }
 
+    /// [`Store::write`] whose transaction starts on PostgreSQL with
+    /// `pg_begin` (a `BEGIN` and what goes with it, in one round trip).
+    pub(crate) fn write_begun_with<T>(
+        &self,
+        pg_begin: &str,
+        f: impl FnOnce(&mut DbConn) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let r = self.write_begun(Some(pg_begin), f);
+        self.note_space(&r, false);
+        r
+    }
+
     fn write_inner<T>(&self, f: impl FnOnce(&mut DbConn) -> StoreResult<T>) -> StoreResult<T> {
         self.write_begun(None, f)
     }

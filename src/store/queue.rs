@@ -138,32 +138,29 @@ fn to_json(v: &impl serde::Serialize) -> String {
     serde_json::to_string(v).expect("numbers and strings serialize")
 }
 
-/// Serialises claims of one account across connections and nodes (SQLite
-/// needs nothing: its writes are serialised already).
-pub(super) fn lock_account(conn: &mut DbConn, account_id: i64) -> QueryResult<()> {
-    if let DbConn::Pg(c) = conn {
-        // The two-key form: its key space is separate from the migration lock.
-        diesel::sql_query(format!(
-            "SELECT pg_advisory_xact_lock(3710, {})",
-            account_id.rem_euclid(i64::from(i32::MAX))
-        ))
-        .execute(c)?;
-        // The claim must walk the primary key in seq order and stop after
-        // `size` rows. With stale statistics (a queue that grew since the
-        // last ANALYZE) the planner prefers a bitmap scan of every row of
-        // the account plus a sort: measured 90 ms instead of 14 ms for
-        // 10,000 of 190,000 rows, and it grows with the queue.
-        // Likewise `remaining` (a LIMITed count past the batch's last seq)
-        // was planned as a sequential scan from the start of the heap, where
-        // the deleted head of the queue lies: 2.4 s with 10M pending.
-        diesel::sql_query("SET LOCAL enable_bitmapscan = off").execute(c)?;
-        diesel::sql_query("SET LOCAL enable_seqscan = off").execute(c)?;
-        // Claims, acknowledgements and releases need not wait for their WAL
-        // flush: one lost in a database crash only makes its events
-        // deliverable again (at-least-once). Ingest stays synchronous.
-        diesel::sql_query("SET LOCAL synchronous_commit = off").execute(c)?;
-    }
-    Ok(())
+/// What starts a transaction on an account's queue (fetch, mark read,
+/// release) on PostgreSQL, in one round trip with its `BEGIN`: the lock
+/// that serialises claims of one account across connections and nodes
+/// (SQLite needs nothing: its writes are serialised already), and the
+/// settings of its statements.
+fn claims_begin(account_id: i64) -> String {
+    // The two-key form: its key space is separate from the migration lock.
+    // The claim must walk the primary key in seq order and stop after
+    // `size` rows. With stale statistics (a queue that grew since the last
+    // ANALYZE) the planner prefers a bitmap scan of every row of the
+    // account plus a sort: measured 90 ms instead of 14 ms for 10,000 of
+    // 190,000 rows, and it grows with the queue. Likewise `remaining` (a
+    // LIMITed count past the batch's last seq) was planned as a sequential
+    // scan from the start of the heap, where the deleted head of the queue
+    // lies: 2.4 s with 10M pending.
+    // Claims, acknowledgements and releases need not wait for their WAL
+    // flush: one lost in a database crash only makes its events
+    // deliverable again (at-least-once). Ingest stays synchronous.
+    format!(
+        "BEGIN; SELECT pg_advisory_xact_lock(3710, {}); SET LOCAL enable_bitmapscan = off; \
+         SET LOCAL enable_seqscan = off; SET LOCAL synchronous_commit = off",
+        account_id.rem_euclid(i64::from(i32::MAX))
+    )
 }
 
 /// The row of one batch of the account.
@@ -234,8 +231,7 @@ impl Store {
     pub fn fetch_batch(&self, account_id: i64, req: &FetchRequest) -> StoreResult<Option<Batch>> {
         let now = now_ms();
         let wanted = leases::mask_of(&req.triggers);
-        self.write(|conn| {
-            lock_account(conn, account_id)?;
+        self.write_begun_with(&claims_begin(account_id), |conn| {
             let open: Option<BatchRow> = on_conn!(&mut *conn, |c| batches::table
                 .filter(batches::account_id.eq(account_id))
                 .filter(batches::consumer.eq(&req.consumer))
@@ -319,8 +315,7 @@ impl Store {
     /// path). Idempotent. Answers how many events of each trigger it held.
     pub fn mark_read(&self, account_id: i64, batch_id: &str) -> StoreResult<Vec<(Trigger, i64)>> {
         let now = now_ms();
-        self.write(|conn| {
-            lock_account(conn, account_id)?;
+        self.write_begun_with(&claims_begin(account_id), |conn| {
             let b = find_batch(conn, account_id, batch_id)?;
             match b.state.as_str() {
                 READ | ACKED => return Ok(Vec::new()),
@@ -364,8 +359,7 @@ impl Store {
     /// Releases a batch: its events return to the queue at once.
     pub fn release(&self, account_id: i64, batch_id: &str) -> StoreResult<i64> {
         let now = now_ms();
-        self.write(|conn| {
-            lock_account(conn, account_id)?;
+        self.write_begun_with(&claims_begin(account_id), |conn| {
             let b = find_batch(conn, account_id, batch_id)?;
             match b.state.as_str() {
                 RELEASED => return Ok(0),
