@@ -27,15 +27,19 @@ key=$(curl -fs -X POST "$base/v1/accounts" -H "Authorization: Bearer $token" \
 curl -fs -X POST "$base/v1/events" -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
   -d '[{"trigger":"OPEN","recipient":"a@example.com"},{"trigger":"CLICK","recipient":"b@example.com","url":"https://example.com/"}]' >/dev/null
 
+# One worker: with two threads, CPython 3.11's ast module (which hypothesis
+# calls to describe its strategies) shares its recursion counter between
+# threads and can fail with "SystemError: AST constructor recursion depth
+# mismatch", a runtime error of the tool that CI once reported as a failure.
 "$venv_bin/schemathesis" run "$work/openapi.json" --url "$base" \
   -H "Authorization: Bearer $key" \
   --checks not_a_server_error,response_schema_conformance,content_type_conformance \
-  --max-examples "${SCHEMATHESIS_EXAMPLES:-25}" --seed 1 --workers 2 --no-color \
+  --max-examples "${SCHEMATHESIS_EXAMPLES:-25}" --seed 1 --workers 1 --no-color \
   --suppress-health-check all
 # The operator endpoints, with the operator token.
 "$venv_bin/schemathesis" run "$work/openapi.json" --url "$base" \
   -H "Authorization: Bearer $token" --include-path-regex '^/v1/accounts' \
   --checks not_a_server_error,response_schema_conformance,content_type_conformance \
-  --max-examples "${SCHEMATHESIS_EXAMPLES:-25}" --seed 1 --workers 2 --no-color \
+  --max-examples "${SCHEMATHESIS_EXAMPLES:-25}" --seed 1 --workers 1 --no-color \
   --suppress-health-check all
 echo "schemathesis: no server error and no schema violation"
