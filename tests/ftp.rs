@@ -12,7 +12,7 @@ use common::mail_ftp::{
     PASSWORD, USER,
 };
 use common::push::get_json as json_of;
-use common::{until, Backend};
+use common::{until, Backend, TestApp};
 use serde_json::{json, Value};
 
 fn ftp(s: &Servers, tls: bool, extra: Value) -> Value {
@@ -189,6 +189,22 @@ async fn wrong_password_suspends_and_resume_works(b: Backend) {
     assert_eq!(v["success"], true, "{v}");
 }
 
+/// A server with `extra` flags, and an account (id, key) whose OPEN events
+/// go to `s`'s plain FTP server every second.
+async fn open_to_plain_ftp(b: Backend, s: &Servers, extra: &[&str]) -> (TestApp, i64, String) {
+    let app = app_for(b, s, Relay::Plain, 3, extra).await;
+    let (account, key) = app.create_account("acme").await;
+    let r = app
+        .put(
+            "/v1/triggers/OPEN",
+            &key,
+            &json!({"destination": "ftp", "ftp": ftp(s, false, json!({}))}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    (app, account, key)
+}
+
 /// A period of more than 10,000 events makes several files of at most
 /// 10,000 rows (`…_0002.csv` for the second), every event in one of them.
 async fn a_period_of_more_than_10000_events_makes_several_files(b: Backend) {
@@ -197,16 +213,7 @@ async fn a_period_of_more_than_10000_events_makes_several_files(b: Backend) {
     }
     let s = Servers::start();
     // One request: one received_at, so one period for all of them.
-    let app = app_for(b, &s, Relay::Plain, 3, &["--max-events-per-request", "20000"]).await;
-    let (account, key) = app.create_account("acme").await;
-    let r = app
-        .put(
-            "/v1/triggers/OPEN",
-            &key,
-            &json!({"destination": "ftp", "ftp": ftp(&s, false, json!({}))}),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
+    let (app, account, key) = open_to_plain_ftp(b, &s, &["--max-events-per-request", "20000"]).await;
     let sent = events(10_250, "big", "OPEN");
     app.ingest(&key, &Value::Array(sent.clone())).await;
     let files = s.wait_file_events("/", sent.len(), 120).await;
@@ -236,16 +243,7 @@ async fn a_sent_files_rows_leave_with_the_push_log(b: Backend) {
         return;
     }
     let s = Servers::start();
-    let app = app_for(b, &s, Relay::Plain, 3, &["--push-log-retention", "1500ms"]).await;
-    let (_, key) = app.create_account("acme").await;
-    let r = app
-        .put(
-            "/v1/triggers/OPEN",
-            &key,
-            &json!({"destination": "ftp", "ftp": ftp(&s, false, json!({}))}),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
+    let (app, _, key) = open_to_plain_ftp(b, &s, &["--push-log-retention", "1500ms"]).await;
     let sent = events(5, "pruned", "OPEN");
     app.ingest(&key, &Value::Array(sent)).await;
     s.wait_file_events("/", 5, 60).await;
