@@ -4,10 +4,15 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::push::{push_to, Mode, Receiver, FAST};
 use common::{opens, spawn_app_with, Backend, TestApp};
 use serde_json::{json, Value};
 
-both!(counts_ingest_and_mark_read_per_trigger, bad_ranges_are_refused);
+both!(
+    counts_ingest_and_mark_read_per_trigger,
+    counts_push_results_per_trigger,
+    bad_ranges_are_refused
+);
 
 async fn app(b: Backend) -> TestApp {
     spawn_app_with(b, &["--stats-flush-interval", "100ms"]).await
@@ -91,6 +96,31 @@ async fn counts_ingest_and_mark_read_per_trigger(b: Backend) {
     let past: Value = r.json().await.unwrap();
     assert_eq!(sum(&past["buckets"], "ingested"), 0);
     assert_eq!(past["from"], "2020-01-01T00:00:00.000Z");
+}
+
+/// Pushed events count as delivered when their request succeeded and as
+/// failed for each failed request, under their trigger.
+async fn counts_push_results_per_trigger(b: Backend) {
+    let rx = Receiver::start().await;
+    rx.set("down", Mode::Status(500));
+    let mut flags = FAST.to_vec();
+    flags.extend(["--stats-flush-interval", "100ms"]);
+    let app = spawn_app_with(b, &flags).await;
+    let (_, key) = app.create_account("acme").await;
+    push_to(&app, &key, "OPEN", json!({"url": rx.url("up")})).await;
+    push_to(&app, &key, "CLICK", json!({"url": rx.url("down")})).await;
+    app.ingest(&key, &opens(3)).await;
+    app.ingest(&key, &json!([{"trigger": "CLICK", "recipient": "a@x.test"}])).await;
+    // The click fails four times (first try and three retries), then dies.
+    let v = stats_until(&app, &key, |v| {
+        sum(&v["buckets"], "delivered") == 3 && sum(&v["buckets"], "failed") == 4
+    })
+    .await;
+    assert_eq!(sum(&v["triggers"]["OPEN"], "delivered"), 3);
+    assert_eq!(sum(&v["triggers"]["OPEN"], "failed"), 0);
+    assert_eq!(sum(&v["triggers"]["CLICK"], "delivered"), 0);
+    assert_eq!(sum(&v["triggers"]["CLICK"], "failed"), 4);
+    assert_eq!(rx.hits("down").len(), 4);
 }
 
 async fn bad_ranges_are_refused(b: Backend) {
