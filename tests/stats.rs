@@ -110,7 +110,8 @@ async fn counts_push_results_per_trigger(b: Backend) {
     push_to(&app, &key, "OPEN", json!({"url": rx.url("up")})).await;
     push_to(&app, &key, "CLICK", json!({"url": rx.url("down")})).await;
     app.ingest(&key, &opens(3)).await;
-    app.ingest(&key, &json!([{"trigger": "CLICK", "recipient": "a@x.test"}])).await;
+    app.ingest(&key, &json!([{"trigger": "CLICK", "recipient": "a@x.test"}]))
+        .await;
     // The click fails four times (first try and three retries), then dies.
     let v = stats_until(&app, &key, |v| {
         sum(&v["buckets"], "delivered") == 3 && sum(&v["buckets"], "failed") == 4
