@@ -223,18 +223,13 @@ impl GroupCommit {
 
 fn writer(store: &Store, queue: &Queue) {
     while let Some(group) = queue.take() {
-        // Done even if the commit panics, so the other writer goes on.
-        let _busy = Busy(queue);
-        commit(store, group);
-    }
-}
-
-/// A writer's group in progress.
-struct Busy<'a>(&'a Queue);
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        self.0.done();
+        // A panic (a bug) fails the group's requests, whose replies are
+        // dropped ("the ingest writer stopped"), and not the writer: on
+        // SQLite it is the only one, and every later request would wait.
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit(store, group))).is_err() {
+            tracing::error!("storing an ingest group panicked; its requests failed");
+        }
+        queue.done();
     }
 }
 

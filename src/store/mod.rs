@@ -382,7 +382,15 @@ impl Store {
         let conn: &mut DbConn = &mut pooled;
         match conn {
             DbConn::Pg(c) => match pg_begin {
-                Some(sql) => AnsiTransactionManager::begin_transaction_sql(c, sql)?,
+                Some(sql) => {
+                    if let Err(e) = AnsiTransactionManager::begin_transaction_sql(c, sql) {
+                        // A statement after the `BEGIN` of the batch failed: the
+                        // connection must not go back to the pool inside that
+                        // (aborted) transaction, which diesel does not know of.
+                        let _ = diesel::connection::SimpleConnection::batch_execute(c, "ROLLBACK");
+                        return Err(e.into());
+                    }
+                }
                 None => AnsiTransactionManager::begin_transaction(c)?,
             },
             DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
