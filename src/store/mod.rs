@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod activity;
 mod bulk;
 mod cached;
+mod error;
 pub mod events;
 pub mod failure;
 pub mod group;
@@ -16,6 +17,7 @@ pub mod listen;
 pub mod migrate;
 pub mod paint_contexts;
 pub mod payloads;
+mod pool;
 pub mod push;
 pub mod push_totals;
 pub mod queue;
@@ -34,9 +36,12 @@ use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::prelude::*;
-use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
+use diesel::r2d2::Pool;
 use diesel::{PgConnection, SqliteConnection};
 
+pub use self::error::{StoreError, StoreResult};
+use self::pool::checkout;
+pub use self::pool::{Conn, Manager};
 use crate::domain::time::now_ms;
 
 /// A connection to either backend.
@@ -75,172 +80,9 @@ impl Backend {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database error: {0}")]
-    Db(diesel::result::Error),
-    /// The connection was lost or refused (see [`failure`]).
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    /// A storage watermark is reached: ingest is refused before the disk
-    /// is full (fetch and mark-read go on).
-    #[error("storage full: {0}")]
-    StorageFull(String),
-    /// The database itself ran out of space: this statement failed, and
-    /// every write (a claim, a mark-read too) may fail until space is added.
-    #[error("database out of space: {0}")]
-    OutOfSpace(String),
-    #[error("database unavailable: {0}")]
-    Pool(#[from] r2d2::PoolError),
-    #[error("cannot connect to the database: {0}")]
-    Connect(String),
-    #[error("migration failed: {0}")]
-    Migration(String),
-    #[error("not found")]
-    NotFound,
-    #[error("conflict: {0}")]
-    Conflict(String),
-}
-
-impl From<diesel::result::Error> for StoreError {
-    fn from(e: diesel::result::Error) -> Self {
-        if failure::is_connection_lost(&e) {
-            failure::note_unreachable();
-            StoreError::Unavailable(e.to_string())
-        } else if failure::is_out_of_space(&e) {
-            tracing::warn!(error = %e, "the database is out of space");
-            StoreError::OutOfSpace(e.to_string())
-        } else {
-            StoreError::Db(e)
-        }
-    }
-}
-
-impl StoreError {
-    /// The database cannot be reached now (503 with `Retry-After`).
-    pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Pool(_) | StoreError::Connect(_) | StoreError::Unavailable(_)
-        )
-    }
-
-    /// Refused for lack of space: a watermark, or the database's own error
-    /// (507 `storage_full`).
-    pub fn is_storage_full(&self) -> bool {
-        matches!(self, StoreError::StorageFull(_) | StoreError::OutOfSpace(_))
-    }
-
-    /// Rolled back because of another transaction (a deadlock): may be run
-    /// again as it is.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Db(e) if failure::is_retryable(e))
-    }
-
-    pub fn is_unique_violation(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Db(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                _
-            ))
-        )
-    }
-}
-
-pub type StoreResult<T> = Result<T, StoreError>;
-
 /// How many times an ingest transaction is run before a deadlock is
 /// reported to its requests (see [`Store::write_ingest`]).
 pub const INGEST_ATTEMPTS: u32 = 5;
-
-/// libpq negotiates GSSAPI transport encryption by default, which loads
-/// Kerberos; its thread-specific-data destructors then abort the process
-/// (`krb5int_getspecific` assertion) when it exits while pool threads still
-/// hold connections (seen in our test runs). eventd does not use GSSAPI
-/// encryption unless the URL asks for it with `gssencmode=…`.
-fn pg_conninfo(url: &str) -> String {
-    if url.contains("gssencmode=") {
-        return url.to_string();
-    }
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}gssencmode=disable")
-}
-
-/// Puts the SQLite file in WAL mode (a property of the file: set once,
-/// before any pool). Switching a new file's journal mode takes an exclusive
-/// lock without waiting on the busy timeout, so when several nodes start on
-/// one new file at once, the losers see "database is locked": they retry for
-/// as long as the busy timeout would have waited.
-fn set_wal(manager: &Manager) -> StoreResult<()> {
-    let give_up = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let tried = manager.connect().and_then(|mut c| {
-            diesel::connection::SimpleConnection::batch_execute(&mut c, "PRAGMA journal_mode = WAL;")
-                .map_err(r2d2::Error::QueryError)
-        });
-        match tried {
-            Ok(()) => return Ok(()),
-            Err(e) if e.to_string().contains("locked") && std::time::Instant::now() < give_up => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => return Err(StoreError::Connect(e.to_string())),
-        }
-    }
-}
-
-/// Opens connections of the backend the URL names (never guessing: a
-/// PostgreSQL URL that fails to connect is an error, not a SQLite file).
-#[derive(Debug, Clone)]
-pub struct Manager {
-    url: String,
-    backend: Backend,
-}
-
-impl ManageConnection for Manager {
-    type Connection = DbConn;
-    type Error = r2d2::Error;
-
-    fn connect(&self) -> Result<DbConn, r2d2::Error> {
-        match self.backend {
-            Backend::Postgres => PgConnection::establish(&self.url)
-                .map(DbConn::Pg)
-                .map_err(r2d2::Error::ConnectionError),
-            Backend::Sqlite => {
-                let path = self.url.strip_prefix("sqlite://").unwrap_or(&self.url);
-                let mut c = SqliteConnection::establish(path).map_err(r2d2::Error::ConnectionError)?;
-                diesel::connection::SimpleConnection::batch_execute(
-                    &mut c,
-                    "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
-                     PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384; \
-                     PRAGMA temp_store = MEMORY;",
-                )
-                .map_err(r2d2::Error::QueryError)?;
-                Ok(DbConn::Sqlite(c))
-            }
-        }
-    }
-
-    /// Checked at every checkout, but only costs a round trip while
-    /// connections are suspect (a connection failed in the last seconds).
-    fn is_valid(&self, conn: &mut DbConn) -> Result<(), r2d2::Error> {
-        if !failure::suspect() {
-            return Ok(());
-        }
-        diesel::connection::SimpleConnection::batch_execute(conn, "SELECT 1").map_err(r2d2::Error::QueryError)
-    }
-
-    /// A connection given back inside a transaction (after a panic) is
-    /// dropped rather than reused.
-    fn has_broken(&self, conn: &mut DbConn) -> bool {
-        let depth = on_conn!(conn, |c| AnsiTransactionManager::transaction_manager_status_mut(c)
-            .transaction_depth()
-            .map(|d| d.is_some()));
-        !matches!(depth, Ok(false))
-    }
-}
-
-pub type Conn = PooledConnection<Manager>;
 
 /// The pools. SQLite allows one writer at a time, so its writes go through a
 /// pool of one connection (waiting in-process rather than spinning on
@@ -261,34 +103,15 @@ pub struct Store {
 impl Store {
     pub fn connect(url: &str, pool_size: u32) -> StoreResult<Store> {
         let backend = Backend::of_url(url);
-        let manager = Manager {
-            url: match backend {
-                Backend::Postgres => pg_conninfo(url),
-                Backend::Sqlite => url.to_string(),
-            },
-            backend,
-        };
-        if backend == Backend::Sqlite {
-            set_wal(&manager)?;
-        }
-        let build = |size: u32| {
-            Pool::builder()
-                .max_size(size.max(1))
-                .min_idle(Some(1))
-                .connection_timeout(Duration::from_secs(30))
-                .test_on_check_out(true)
-                .error_handler(Box::new(ConnectFailures))
-                .build(manager.clone())
-                .map_err(|e| StoreError::Connect(e.to_string()))
-        };
-        let read = build(pool_size)?;
+        let manager = Manager::new(url, backend)?;
+        let read = manager.pool(pool_size)?;
         let write = match backend {
-            Backend::Sqlite => build(1)?,
+            Backend::Sqlite => manager.pool(1)?,
             Backend::Postgres => read.clone(),
         };
         Ok(Store {
             backend,
-            conninfo: manager.url.clone(),
+            conninfo: manager.url().to_string(),
             read,
             write,
             out_of_space_at: Arc::default(),
@@ -481,31 +304,6 @@ impl Store {
     }
 }
 
-/// A connection: within the pool's timeout, or briefly while connections
-/// are suspect (the database just failed: answer 503 soon, not in 30 s).
-fn checkout(pool: &Pool<Manager>) -> StoreResult<Conn> {
-    let got = if failure::suspect() {
-        pool.get_timeout(failure::SUSPECT_CHECKOUT)
-    } else {
-        pool.get()
-    };
-    got.map_err(|e| {
-        failure::note_unreachable();
-        StoreError::Pool(e)
-    })
-}
-
-/// Failures to open a connection make the others suspect (and are logged).
-#[derive(Debug)]
-struct ConnectFailures;
-
-impl r2d2::HandleError<r2d2::Error> for ConnectFailures {
-    fn handle_error(&self, error: r2d2::Error) {
-        failure::note_unreachable();
-        tracing::warn!(%error, "database connection failed");
-    }
-}
-
 /// `BEGIN` and [`relaxed_commit`]'s setting in one round trip.
 const RELAXED_BEGIN: &str = "BEGIN; SET LOCAL synchronous_commit = off";
 
@@ -519,46 +317,4 @@ pub(crate) fn relaxed_commit(conn: &mut DbConn) -> StoreResult<()> {
         diesel::sql_query("SET LOCAL synchronous_commit = off").execute(c)?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::pg_conninfo;
-
-    /// `.cargo/config.toml` builds SQLite without its per-call mutex (see
-    /// there); a build that lost the setting is slower, not wrong, so this
-    /// is where it shows.
-    #[test]
-    fn bundled_sqlite_is_built_in_multi_thread_mode() {
-        use diesel::prelude::*;
-        #[derive(QueryableByName)]
-        struct Opt {
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            compile_options: String,
-        }
-        let mut c = diesel::SqliteConnection::establish(":memory:").unwrap();
-        let opts: Vec<Opt> = diesel::sql_query("PRAGMA compile_options").load(&mut c).unwrap();
-        let threadsafe: Vec<&str> = opts
-            .iter()
-            .map(|o| o.compile_options.as_str())
-            .filter(|o| o.starts_with("THREADSAFE"))
-            .collect();
-        assert_eq!(threadsafe, ["THREADSAFE=2"]);
-        // Statements keep their plan whatever is bound (no re-prepare per
-        // execution on tables with partial indexes).
-        assert!(opts.iter().any(|o| o.compile_options == "ENABLE_QPSG"));
-    }
-
-    #[test]
-    fn gss_encryption_is_off_unless_asked_for() {
-        assert_eq!(pg_conninfo("postgres://h/db"), "postgres://h/db?gssencmode=disable");
-        assert_eq!(
-            pg_conninfo("postgres://h/db?sslmode=require"),
-            "postgres://h/db?sslmode=require&gssencmode=disable"
-        );
-        assert_eq!(
-            pg_conninfo("postgres://h/db?gssencmode=prefer"),
-            "postgres://h/db?gssencmode=prefer"
-        );
-    }
 }
