@@ -305,7 +305,7 @@ impl Store {
 }
 
 /// `BEGIN` and [`relaxed_commit`]'s setting in one round trip.
-const RELAXED_BEGIN: &str = "BEGIN; SET LOCAL synchronous_commit = off";
+pub(super) const RELAXED_BEGIN: &str = "BEGIN; SET LOCAL synchronous_commit = off";
 
 /// Worker bookkeeping (claims, results) need not wait for the WAL flush on
 /// PostgreSQL: a crash loses at most the last moments of it, which only

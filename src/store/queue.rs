@@ -24,7 +24,7 @@ use super::queue_rows::{encode_members, member_conds, open_pieces, seq_in, Batch
 use super::queue_status::{adjust_depth, pending_of};
 pub use super::queue_status::{OpenBatch, QueueStatus, TriggerDepth};
 use super::schema::batches;
-use super::{DbConn, Store, StoreError, StoreResult};
+use super::{DbConn, Store, StoreError, StoreResult, RELAXED_BEGIN};
 use crate::domain::time::now_ms;
 use crate::domain::Trigger;
 use crate::on_conn;
@@ -157,8 +157,8 @@ fn claims_begin(account_id: i64) -> String {
     // flush: one lost in a database crash only makes its events
     // deliverable again (at-least-once). Ingest stays synchronous.
     format!(
-        "BEGIN; SELECT pg_advisory_xact_lock(3710, {}); SET LOCAL enable_bitmapscan = off; \
-         SET LOCAL enable_seqscan = off; SET LOCAL synchronous_commit = off",
+        "{RELAXED_BEGIN}; SELECT pg_advisory_xact_lock(3710, {}); SET LOCAL enable_bitmapscan = off; \
+         SET LOCAL enable_seqscan = off",
         account_id.rem_euclid(i64::from(i32::MAX))
     )
 }

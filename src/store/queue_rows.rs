@@ -15,8 +15,9 @@ use crate::on_conn;
 /// A batch's state while its consumer holds it.
 pub(super) const OPEN: &str = "open";
 /// A batch marked read whose rows the sweeper has not deleted yet
-/// (`Store::sweep_read_batches` (`store/sweep.rs`)): its events are out of the queue's counts
-/// and stay leased to it, whatever its lease said, until they are gone.
+/// (`Store::sweep_read_batches`, in `store/sweep.rs`): its events are out
+/// of the queue's counts and stay leased to it, whatever its lease said,
+/// until they are gone.
 pub(super) const ACKED: &str = "acked";
 
 #[derive(Debug, Clone, Queryable, Selectable)]
