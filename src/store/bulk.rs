@@ -6,9 +6,12 @@
 //! multi-row `VALUES` list is a new statement for every row count, and
 //! diesel never caches it).
 
+use std::marker::PhantomData;
+
+use diesel::expression::TypedExpressionType;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{Array, BigInt, Nullable, Text};
+use diesel::sql_types::{Array, BigInt, Bool, Nullable, SqlType, Text};
 use diesel::{PgConnection, QueryResult, RunQueryDsl};
 
 /// One column's values.
@@ -17,6 +20,18 @@ pub(crate) enum Col<'a> {
     OptInt(Vec<Option<i64>>),
     Str(Vec<&'a str>),
     OptStr(Vec<Option<&'a str>>),
+    Bool(Vec<bool>),
+}
+
+/// Binds one column's values as an array parameter.
+fn push_col<'b>(out: &mut AstPass<'_, 'b, Pg>, col: &'b Col<'_>) -> QueryResult<()> {
+    match col {
+        Col::Int(v) => out.push_bind_param::<Array<BigInt>, _>(v),
+        Col::OptInt(v) => out.push_bind_param::<Array<Nullable<BigInt>>, _>(v),
+        Col::Str(v) => out.push_bind_param::<Array<Text>, _>(v),
+        Col::OptStr(v) => out.push_bind_param::<Array<Nullable<Text>>, _>(v),
+        Col::Bool(v) => out.push_bind_param::<Array<Bool>, _>(v),
+    }
 }
 
 /// `INSERT INTO {table} ({columns}) SELECT * FROM unnest(…) {tail}`.
@@ -57,12 +72,7 @@ impl QueryFragment<Pg> for Unnest<'_> {
             if i > 0 {
                 out.push_sql(", ");
             }
-            match col {
-                Col::Int(v) => out.push_bind_param::<Array<BigInt>, _>(v)?,
-                Col::OptInt(v) => out.push_bind_param::<Array<Nullable<BigInt>>, _>(v)?,
-                Col::Str(v) => out.push_bind_param::<Array<Text>, _>(v)?,
-                Col::OptStr(v) => out.push_bind_param::<Array<Nullable<Text>>, _>(v)?,
-            }
+            push_col(&mut out, col)?;
         }
         out.push_sql(") ");
         out.push_sql(self.tail);
@@ -76,3 +86,47 @@ impl Query for Unnest<'_> {
 }
 
 impl RunQueryDsl<PgConnection> for Unnest<'_> {}
+
+/// A PostgreSQL statement whose parameters are arrays: `sql` holds one `?`
+/// per element of `cols`, in order (and no other `?`). Like [`Unnest`], its
+/// text is constant, so it is prepared once per connection. `ST` is the
+/// SQL type of the row it returns.
+pub(crate) struct Arrays<'a, ST> {
+    sql: &'static str,
+    cols: Vec<Col<'a>>,
+    row: PhantomData<ST>,
+}
+
+impl<'a, ST> Arrays<'a, ST> {
+    pub(crate) fn new(sql: &'static str, cols: Vec<Col<'a>>) -> Self {
+        debug_assert_eq!(sql.matches('?').count(), cols.len());
+        Arrays {
+            sql,
+            cols,
+            row: PhantomData,
+        }
+    }
+}
+
+impl<ST> QueryId for Arrays<'_, ST> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<ST> QueryFragment<Pg> for Arrays<'_, ST> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let mut parts = self.sql.split('?');
+        out.push_sql(parts.next().unwrap_or_default());
+        for (col, part) in self.cols.iter().zip(parts) {
+            push_col(&mut out, col)?;
+            out.push_sql(part);
+        }
+        Ok(())
+    }
+}
+
+impl<ST: SqlType + TypedExpressionType> Query for Arrays<'_, ST> {
+    type SqlType = ST;
+}
+
+impl<ST> RunQueryDsl<PgConnection> for Arrays<'_, ST> {}

@@ -18,10 +18,9 @@
 use std::ffi::{CStr, CString};
 use std::time::{Duration, Instant};
 
-use diesel::prelude::*;
-use diesel::sql_types::Text;
+use diesel::connection::SimpleConnection;
 
-use super::{Backend, DbConn, Store, StoreResult};
+use super::{Backend, DbConn, Store, StoreResult, RELAXED_BEGIN};
 
 /// The channel of queue wake-ups; its payload is a comma list of account ids.
 pub const CHANNEL: &str = "eventd_queue";
@@ -66,17 +65,24 @@ impl Store {
             }
             last.push_str(&id.to_string());
         }
-        self.write_relaxed(|conn| {
-            if let DbConn::Pg(c) = conn {
-                for p in &payloads {
-                    diesel::sql_query("SELECT pg_notify($1, $2)")
-                        .bind::<Text, _>(CHANNEL)
-                        .bind::<Text, _>(p)
-                        .execute(c)?;
-                }
+        // One round trip: the payloads are digits and commas, safe as
+        // literals in a simple-query batch (a transaction of three
+        // statements would cost three).
+        let mut sql = format!("{RELAXED_BEGIN};");
+        for p in &payloads {
+            sql.push_str(&format!(" SELECT pg_notify('{CHANNEL}', '{p}');"));
+        }
+        sql.push_str(" COMMIT");
+        let mut conn = self.writer()?;
+        if let DbConn::Pg(c) = &mut *conn {
+            if let Err(e) = c.batch_execute(&sql) {
+                // A failed statement leaves the batch's transaction open
+                // (aborted): the connection goes back to the pool outside it.
+                let _ = c.batch_execute("ROLLBACK");
+                return Err(e.into());
             }
-            Ok(())
-        })
+        }
+        Ok(())
     }
 
     /// On PostgreSQL, starts a thread that LISTENs for queue wake-ups and

@@ -160,9 +160,28 @@ impl Store {
     /// to [`INGEST_ATTEMPTS`] times in all), so a request never fails
     /// because another one held the same keys.
     pub(crate) fn write_ingest<T>(&self, f: impl Fn(&mut DbConn) -> StoreResult<T>) -> StoreResult<T> {
+        self.retry_ingest(|| self.write_inner(&f))
+    }
+
+    /// [`Store::write_ingest`] for a write made by one statement, run
+    /// outside any transaction so that it commits on its own (on
+    /// PostgreSQL, no `BEGIN` and `COMMIT` round trips). `f` may read
+    /// first, but must write with a single statement: an error leaves
+    /// nothing written.
+    pub(crate) fn write_ingest_statement<T>(&self, f: impl Fn(&mut DbConn) -> StoreResult<T>) -> StoreResult<T> {
+        self.retry_ingest(|| {
+            let mut conn = self.writer()?;
+            f(&mut conn)
+        })
+    }
+
+    /// Runs an ingest write, again after a deadlock (up to
+    /// [`INGEST_ATTEMPTS`] times in all); its success ends an out-of-space
+    /// report.
+    fn retry_ingest<T>(&self, attempt_once: impl Fn() -> StoreResult<T>) -> StoreResult<T> {
         let mut attempt = 1;
         let r = loop {
-            match self.write_inner(&f) {
+            match attempt_once() {
                 Err(e) if e.is_retryable() && attempt < INGEST_ATTEMPTS => {
                     tracing::info!(error = %e, attempt, "ingest transaction rolled back by the database; running it again");
                     std::thread::sleep(Duration::from_millis(5 * attempt as u64));

@@ -17,22 +17,6 @@ pub(crate) struct Row {
     settings: String,
 }
 
-/// Loads an account's configured trigger rows on any connection (a macro so
-/// it runs inside either backend's transaction).
-macro_rules! load_config_rows {
-    ($c:expr, $account_id:expr) => {
-        $crate::store::schema::trigger_configs::table
-            .filter($crate::store::schema::trigger_configs::account_id.eq($account_id))
-            .select((
-                $crate::store::schema::trigger_configs::trigger,
-                $crate::store::schema::trigger_configs::destination,
-                $crate::store::schema::trigger_configs::settings,
-            ))
-            .load::<$crate::store::triggers::Row>($c)
-    };
-}
-pub(crate) use load_config_rows;
-
 /// The configured triggers (a missing one has the default configuration).
 pub(crate) fn to_map(rows: Vec<Row>) -> HashMap<Trigger, TriggerConfig> {
     rows.into_iter()
@@ -48,7 +32,15 @@ pub(crate) fn to_map(rows: Vec<Row>) -> HashMap<Trigger, TriggerConfig> {
 impl Store {
     pub fn trigger_configs(&self, account_id: i64) -> StoreResult<HashMap<Trigger, TriggerConfig>> {
         let mut conn = self.reader()?;
-        on_conn!(&mut *conn, |c| Ok(to_map(load_config_rows!(c, account_id)?)))
+        let rows = on_conn!(&mut *conn, |c| trigger_configs::table
+            .filter(trigger_configs::account_id.eq(account_id))
+            .select((
+                trigger_configs::trigger,
+                trigger_configs::destination,
+                trigger_configs::settings,
+            ))
+            .load::<Row>(c))?;
+        Ok(to_map(rows))
     }
 }
 
