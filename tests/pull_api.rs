@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 both!(
     ingest_fetch_mark_read_empties_the_queue,
+    a_large_batch_holds_every_event_once_in_ingest_order,
     invalid_event_rejects_the_whole_batch,
     duplicate_external_id_is_stored_once,
     same_consumer_refetch_returns_the_same_batch,
@@ -738,4 +739,28 @@ async fn remaining_is_exact_at_any_depth_per_trigger_and_after_open_batches(b: B
     assert_eq!(r.status(), 200);
     let v = app.fetch(&key, &json!({"size": 1, "consumer": "d"})).await;
     assert_eq!(v["remaining"], 12_007 - 3 - 2 - 1, "a's back, c's read, b's held");
+}
+
+/// A batch of thousands of events (its payloads read in two halves at once
+/// on PostgreSQL) holds each event once, in ingest order, fresh and when
+/// handed out again.
+async fn a_large_batch_holds_every_event_once_in_ingest_order(b: Backend) {
+    let app = spawn_app(b).await;
+    let (_, key) = app.create_account("acme").await;
+    let mut sent = Vec::new();
+    for r in 0..5 {
+        let events: Vec<Value> = (0..1_000)
+            .map(|i| {
+                let recipient = format!("r{r}-{i}@x.test");
+                sent.push(recipient.clone());
+                json!({"trigger": "OPEN", "recipient": recipient})
+            })
+            .collect();
+        app.ingest(&key, &Value::Array(events)).await;
+    }
+    let fresh = app.fetch(&key, &json!({"size": 10000, "consumer": "big"})).await;
+    assert_eq!(recipients(&fresh), sent);
+    let again = app.fetch(&key, &json!({"size": 10000, "consumer": "big"})).await;
+    assert_eq!(again["batch_id"], fresh["batch_id"]);
+    assert_eq!(recipients(&again), sent);
 }

@@ -24,7 +24,7 @@ use super::queue_rows::{encode_members, member_conds, open_pieces, seq_in, Batch
 use super::queue_status::{adjust_depth, pending_of};
 pub use super::queue_status::{OpenBatch, QueueStatus, TriggerDepth};
 use super::schema::batches;
-use super::{DbConn, Store, StoreError, StoreResult, RELAXED_BEGIN};
+use super::{Backend, DbConn, Store, StoreError, StoreResult, RELAXED_BEGIN};
 use crate::domain::time::now_ms;
 use crate::domain::Trigger;
 use crate::on_conn;
@@ -115,11 +115,14 @@ fn load_claimed(conn: &mut DbConn, sql: &str) -> QueryResult<Vec<Claimed>> {
     on_conn!(conn, |c| diesel::sql_query(sql).load(c))
 }
 
-/// The claimed events' stored JSON from the history, in seq order.
-fn payloads_of(conn: &mut DbConn, account_id: i64, rows: &[Claimed]) -> QueryResult<Vec<String>> {
-    let ids: Vec<&str> = rows.iter().map(|r| r.event_id.as_str()).collect();
-    payloads::in_order(conn, account_id, &ids)
+/// The claimed events' ids, in seq order.
+fn event_ids(rows: Vec<Claimed>) -> Vec<String> {
+    rows.into_iter().map(|r| r.event_id).collect()
 }
+
+/// Batches of at least this many events have their payloads read in two
+/// halves at once.
+const PARALLEL_PAYLOADS_MIN: usize = 2000;
 
 /// The account's rows among `members` (a batch's) that still exist, with
 /// their triggers.
@@ -231,7 +234,7 @@ impl Store {
     pub fn fetch_batch(&self, account_id: i64, req: &FetchRequest) -> StoreResult<Option<Batch>> {
         let now = now_ms();
         let wanted = leases::mask_of(&req.triggers);
-        self.write_begun_with(&claims_begin(account_id), |conn| {
+        let claimed = self.write_begun_with(&claims_begin(account_id), |conn| {
             let open: Option<BatchRow> = on_conn!(&mut *conn, |c| batches::table
                 .filter(batches::account_id.eq(account_id))
                 .filter(batches::consumer.eq(&req.consumer))
@@ -248,14 +251,15 @@ impl Store {
                     seq_in(conn, &b.members())
                 );
                 let rows = load_claimed(conn, &sql)?;
-                return Ok(Some(Batch {
+                let batch = Batch {
                     id: b.id,
                     consumer: b.consumer,
                     expires_at_ms: b.expires_at,
                     remaining: pending_of(conn, account_id, now, wanted)?,
-                    payloads: payloads_of(conn, account_id, &rows)?,
+                    payloads: Vec::new(),
                     fresh: false,
-                }));
+                };
+                return Ok(Some((batch, event_ids(rows))));
             }
 
             // Walk the stretches nobody leases, in seq order, until the batch
@@ -299,15 +303,54 @@ impl Store {
                 .execute(c))?;
             // After the insert: the new batch is among the open ones.
             let left = pending_of(conn, account_id, now, wanted)?;
-            Ok(Some(Batch {
+            let batch = Batch {
                 id,
                 consumer: req.consumer.clone(),
                 expires_at_ms: expires_at,
-                payloads: payloads_of(conn, account_id, &rows)?,
+                payloads: Vec::new(),
                 remaining: left,
                 fresh: true,
-            }))
-        })
+            };
+            Ok(Some((batch, event_ids(rows))))
+        })?;
+        // The payloads are read after the commit, outside the account's
+        // claim lock: history rows never change, and retention keeps those
+        // of queued events.
+        let Some((mut batch, ids)) = claimed else {
+            return Ok(None);
+        };
+        batch.payloads = self.payloads_in_order(account_id, &ids)?;
+        Ok(Some(batch))
+    }
+
+    /// The payloads of `ids` (events of one account, in seq order). On
+    /// PostgreSQL a large batch is read in two halves at once on two read
+    /// connections (a range read of 10,000 events costs the server 9 ms, on
+    /// one core; fetch to last byte 33.3 / 35.3 ms instead of 36.3 / 36.6
+    /// ms). SQLite reads in this process, on the cores the halves would
+    /// share: no gain measured.
+    fn payloads_in_order(&self, account_id: i64, ids: &[String]) -> StoreResult<Vec<String>> {
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let read = |part: &[&str]| -> StoreResult<Vec<String>> {
+            let mut conn = self.reader()?;
+            Ok(payloads::in_order(&mut conn, account_id, part)?)
+        };
+        if ids.len() < PARALLEL_PAYLOADS_MIN || self.backend != Backend::Postgres {
+            return read(&ids);
+        }
+        let (first, second) = ids.split_at(ids.len() / 2);
+        let (mut a, b) = std::thread::scope(|s| {
+            let other = s.spawn(|| read(second));
+            let a = read(first);
+            let b = other
+                .join()
+                .unwrap_or_else(|_| Err(StoreError::Connect("a payload read panicked".into())));
+            (a, b)
+        });
+        if let Ok(a) = &mut a {
+            a.extend(b?);
+        }
+        a
     }
 
     /// Marks a batch read: its events leave the queue for good (their rows
