@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 both!(
     revoking_a_key_ends_its_paint_contexts_on_every_node,
     a_revoked_key_ingests_nothing_on_any_node_though_ingest_remembers_keys,
+    a_remembered_revoked_key_sharing_commits_with_a_live_one_stores_only_the_live_ones,
 );
 
 /// Two nodes on one database and an account `acme` with two keys.
@@ -152,4 +153,38 @@ async fn a_revoked_key_ingests_nothing_on_any_node_though_ingest_remembers_keys(
     assert_eq!(statuses, expected);
     // The 3 events before the revocation and the live key's 10.
     assert_eq!(a.queue(&first).await["pending"], json!(13));
+}
+
+/// Node A still remembers the revoked key when a burst of requests from it
+/// and from the account's live key arrives, so they share commits (one
+/// PostgreSQL statement checks every key of the group): each of the revoked
+/// key's requests is 401 and stores nothing, each of the live key's is 202
+/// and stored, whichever group it shared. (Ten 401s: more from one client
+/// would be throttled, `auth_hardening`.)
+async fn a_remembered_revoked_key_sharing_commits_with_a_live_one_stores_only_the_live_ones(b: Backend) {
+    let Nodes {
+        a,
+        node_b,
+        id,
+        first,
+        key_id,
+        second,
+    } = two_nodes(b).await;
+    a.ingest(&second, &opens(2)).await;
+    let r = node_b.delete(&format!("/v1/accounts/{id}/keys/{key_id}"), ADMIN).await;
+    assert_eq!(r.status(), 204);
+
+    let one = opens(1);
+    let sends = (0..20).map(|i| {
+        let key = if i % 2 == 0 { &first } else { &second };
+        a.post("/v1/events", key, &one)
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(sends)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    let expected: Vec<u16> = (0..20).map(|i| if i % 2 == 0 { 202 } else { 401 }).collect();
+    assert_eq!(statuses, expected);
+    assert_eq!(a.queue(&first).await["pending"], json!(2 + 10));
 }
