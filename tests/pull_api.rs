@@ -741,9 +741,9 @@ async fn remaining_is_exact_at_any_depth_per_trigger_and_after_open_batches(b: B
     assert_eq!(v["remaining"], 12_007 - 3 - 2 - 1, "a's back, c's read, b's held");
 }
 
-/// A batch of thousands of events (its payloads read in two halves at once
-/// on PostgreSQL) holds each event once, in ingest order, fresh and when
-/// handed out again.
+/// A batch of thousands of events (its payloads read after its claim
+/// commits) holds each event once, in ingest order, fresh and when handed
+/// out again.
 async fn a_large_batch_holds_every_event_once_in_ingest_order(b: Backend) {
     let app = spawn_app(b).await;
     let (_, key) = app.create_account("acme").await;

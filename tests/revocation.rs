@@ -47,6 +47,23 @@ async fn two_nodes(b: Backend) -> Nodes {
     }
 }
 
+/// Twenty concurrent single-event requests, alternately with the `live`
+/// and the `revoked` key: the live key's are 202, the revoked key's 401.
+async fn alternate_one_event_each(a: &TestApp, live: &str, revoked: &str) {
+    let one = opens(1);
+    let sends = (0..20).map(|i| {
+        let key = if i % 2 == 0 { live } else { revoked };
+        a.post("/v1/events", key, &one)
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(sends)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    let expected: Vec<u16> = (0..20).map(|i| if i % 2 == 0 { 202 } else { 401 }).collect();
+    assert_eq!(statuses, expected);
+}
+
 async fn get_batch(app: &TestApp, ctx: &str, mark_read: &str) -> MapValue {
     let process = item("markAsReadInd", mark_read) + &item("maxNotifications", "10");
     call(
@@ -139,18 +156,7 @@ async fn a_revoked_key_ingests_nothing_on_any_node_though_ingest_remembers_keys(
 
     let r = a.post("/v1/events", &second, &opens(5)).await;
     assert_eq!(r.status(), 401);
-    let one = opens(1);
-    let sends = (0..20).map(|i| {
-        let key = if i % 2 == 0 { &first } else { &second };
-        a.post("/v1/events", key, &one)
-    });
-    let statuses: Vec<u16> = futures_util::future::join_all(sends)
-        .await
-        .iter()
-        .map(|r| r.status().as_u16())
-        .collect();
-    let expected: Vec<u16> = (0..20).map(|i| if i % 2 == 0 { 202 } else { 401 }).collect();
-    assert_eq!(statuses, expected);
+    alternate_one_event_each(&a, &first, &second).await;
     // The 3 events before the revocation and the live key's 10.
     assert_eq!(a.queue(&first).await["pending"], json!(13));
 }
@@ -174,17 +180,6 @@ async fn a_remembered_revoked_key_sharing_commits_with_a_live_one_stores_only_th
     let r = node_b.delete(&format!("/v1/accounts/{id}/keys/{key_id}"), ADMIN).await;
     assert_eq!(r.status(), 204);
 
-    let one = opens(1);
-    let sends = (0..20).map(|i| {
-        let key = if i % 2 == 0 { &first } else { &second };
-        a.post("/v1/events", key, &one)
-    });
-    let statuses: Vec<u16> = futures_util::future::join_all(sends)
-        .await
-        .iter()
-        .map(|r| r.status().as_u16())
-        .collect();
-    let expected: Vec<u16> = (0..20).map(|i| if i % 2 == 0 { 202 } else { 401 }).collect();
-    assert_eq!(statuses, expected);
+    alternate_one_event_each(&a, &first, &second).await;
     assert_eq!(a.queue(&first).await["pending"], json!(2 + 10));
 }

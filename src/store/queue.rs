@@ -24,7 +24,7 @@ use super::queue_rows::{encode_members, member_conds, open_pieces, seq_in, Batch
 use super::queue_status::{adjust_depth, pending_of};
 pub use super::queue_status::{OpenBatch, QueueStatus, TriggerDepth};
 use super::schema::batches;
-use super::{Backend, DbConn, Store, StoreError, StoreResult, RELAXED_BEGIN};
+use super::{DbConn, Store, StoreError, StoreResult, RELAXED_BEGIN};
 use crate::domain::time::now_ms;
 use crate::domain::Trigger;
 use crate::on_conn;
@@ -119,10 +119,6 @@ fn load_claimed(conn: &mut DbConn, sql: &str) -> QueryResult<Vec<Claimed>> {
 fn event_ids(rows: Vec<Claimed>) -> Vec<String> {
     rows.into_iter().map(|r| r.event_id).collect()
 }
-
-/// Batches of at least this many events have their payloads read in two
-/// halves at once.
-const PARALLEL_PAYLOADS_MIN: usize = 2000;
 
 /// The account's rows among `members` (a batch's) that still exist, with
 /// their triggers.
@@ -323,34 +319,14 @@ impl Store {
         Ok(Some(batch))
     }
 
-    /// The payloads of `ids` (events of one account, in seq order). On
-    /// PostgreSQL a large batch is read in two halves at once on two read
-    /// connections (a range read of 10,000 events costs the server 9 ms, on
-    /// one core; fetch to last byte 33.3 / 35.3 ms instead of 36.3 / 36.6
-    /// ms). SQLite reads in this process, on the cores the halves would
-    /// share: no gain measured.
+    /// The payloads of `ids` (events of one account, in seq order), on a
+    /// read connection. (Reading a large batch in two halves at once on two
+    /// connections saved 2-3 ms of a PostgreSQL fetch of 10,000 at the
+    /// median, but cost 10-20 MB of peak RSS and a worse p99: not kept.)
     fn payloads_in_order(&self, account_id: i64, ids: &[String]) -> StoreResult<Vec<String>> {
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let read = |part: &[&str]| -> StoreResult<Vec<String>> {
-            let mut conn = self.reader()?;
-            Ok(payloads::in_order(&mut conn, account_id, part)?)
-        };
-        if ids.len() < PARALLEL_PAYLOADS_MIN || self.backend != Backend::Postgres {
-            return read(&ids);
-        }
-        let (first, second) = ids.split_at(ids.len() / 2);
-        let (mut a, b) = std::thread::scope(|s| {
-            let other = s.spawn(|| read(second));
-            let a = read(first);
-            let b = other
-                .join()
-                .unwrap_or_else(|_| Err(StoreError::Connect("a payload read panicked".into())));
-            (a, b)
-        });
-        if let Ok(a) = &mut a {
-            a.extend(b?);
-        }
-        a
+        let mut conn = self.reader()?;
+        Ok(payloads::in_order(&mut conn, account_id, &ids)?)
     }
 
     /// Marks a batch read: its events leave the queue for good (their rows
