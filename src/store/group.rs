@@ -2,7 +2,8 @@
 //!
 //! Each request hands its validated events to a channel and waits. Writer
 //! threads take whatever is waiting (up to [`MAX_GROUP_EVENTS`]), store it
-//! with [`Store::ingest_group`] in one transaction, and answer every request
+//! with [`Store::ingest_group`] in one transaction (on PostgreSQL, one
+//! statement committed on its own), and answer every request
 //! of the group after that commit: so a 2xx still means "committed", but
 //! sixty-four single-event requests cost one commit (one WAL flush) instead
 //! of sixty-four. While one group commits, the next one fills.
