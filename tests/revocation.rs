@@ -64,6 +64,12 @@ async fn alternate_one_event_each(a: &TestApp, live: &str, revoked: &str) {
     assert_eq!(statuses, expected);
 }
 
+/// Revokes the account's second key through node B.
+async fn revoke_through_b(node_b: &TestApp, id: i64, key_id: &str) {
+    let r = node_b.delete(&format!("/v1/accounts/{id}/keys/{key_id}"), ADMIN).await;
+    assert_eq!(r.status(), 204);
+}
+
 async fn get_batch(app: &TestApp, ctx: &str, mark_read: &str) -> MapValue {
     let process = item("markAsReadInd", mark_read) + &item("maxNotifications", "10");
     call(
@@ -106,8 +112,7 @@ async fn revoking_a_key_ends_its_paint_contexts_on_every_node(b: Backend) {
     assert_eq!(text(r.get("result")), "success", "{r:?}");
     assert_eq!(event_count(&r), 3);
 
-    let r = node_b.delete(&format!("/v1/accounts/{id}/keys/{key_id}"), ADMIN).await;
-    assert_eq!(r.status(), 204);
+    revoke_through_b(&node_b, id, &key_id).await;
 
     for mark in ["Y", "N", "Y"] {
         let r = get_batch(&a, &doomed, mark).await;
@@ -151,8 +156,7 @@ async fn a_revoked_key_ingests_nothing_on_any_node_though_ingest_remembers_keys(
     a.ingest(&second, &opens(2)).await;
     a.ingest(&second, &opens(1)).await;
 
-    let r = node_b.delete(&format!("/v1/accounts/{id}/keys/{key_id}"), ADMIN).await;
-    assert_eq!(r.status(), 204);
+    revoke_through_b(&node_b, id, &key_id).await;
 
     let r = a.post("/v1/events", &second, &opens(5)).await;
     assert_eq!(r.status(), 401);
@@ -177,8 +181,7 @@ async fn a_remembered_revoked_key_sharing_commits_with_a_live_one_stores_only_th
         second,
     } = two_nodes(b).await;
     a.ingest(&second, &opens(2)).await;
-    let r = node_b.delete(&format!("/v1/accounts/{id}/keys/{key_id}"), ADMIN).await;
-    assert_eq!(r.status(), 204);
+    revoke_through_b(&node_b, id, &key_id).await;
 
     alternate_one_event_each(&a, &first, &second).await;
     assert_eq!(a.queue(&first).await["pending"], json!(2 + 10));

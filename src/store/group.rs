@@ -325,6 +325,41 @@ mod tests {
         }
     }
 
+    fn request_of(n: usize) -> Pending {
+        let mut p = request();
+        p.job.events = (0..n)
+            .map(|i| NewEvent {
+                id: i.to_string(),
+                trigger: crate::domain::Trigger::Open,
+                received_at_ms: 0,
+                external_id: None,
+                payload: "{}".into(),
+            })
+            .collect();
+        p
+    }
+
+    #[test]
+    fn a_group_holds_whole_requests_up_to_its_cap() {
+        let queue = Queue {
+            max_events: 2_000,
+            ..Queue::default()
+        };
+        for n in [1_500, 400, 200, 2_500] {
+            queue.put(request_of(n), false).map_err(|_| "full").unwrap();
+        }
+        let sizes = |g: Vec<Pending>| g.iter().map(|p| p.job.events.len()).collect::<Vec<_>>();
+        assert_eq!(
+            sizes(queue.take().unwrap()),
+            vec![1_500, 400],
+            "the next request would pass the cap"
+        );
+        queue.done();
+        assert_eq!(sizes(queue.take().unwrap()), vec![200], "never split a request");
+        queue.done();
+        assert_eq!(sizes(queue.take().unwrap()), vec![2_500], "a larger request alone");
+    }
+
     #[test]
     fn a_second_writer_starts_only_on_enough_waiting_events() {
         let mut st = State::default();

@@ -16,7 +16,7 @@
 mod postgres;
 mod sqlite;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use diesel::prelude::*;
 
@@ -25,7 +25,7 @@ use super::push::{OPEN, PENDING};
 use super::schema::trigger_configs;
 use super::triggers::{to_map, Row};
 use super::{Backend, DbConn, Store, StoreError};
-use crate::domain::{NewEvent, Trigger, TriggerConfig};
+use crate::domain::{Destination, NewEvent, Trigger, TriggerConfig};
 use crate::on_conn;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -120,7 +120,7 @@ fn route(config: Option<&TriggerConfig>) -> Route<'_> {
     let Some(config) = config else {
         return Route::Pull;
     };
-    if config.destination == crate::domain::Destination::Pull {
+    if config.destination == Destination::Pull {
         return Route::Pull;
     }
     if !config.destination.is_delivered() {
@@ -179,11 +179,9 @@ fn tally(
     outcomes
 }
 
-/// Whose keys are revoked: job j's key (if any) is not among `live`.
-fn revoked(jobs: &[IngestJob], live: &HashSet<String>) -> Vec<bool> {
-    jobs.iter()
-        .map(|j| j.key_hash.as_ref().is_some_and(|h| !live.contains(h)))
-        .collect()
+/// Whose keys are revoked: job j's key (if any) is `dead`.
+fn revoked(jobs: &[IngestJob], dead: impl Fn(&str) -> bool) -> Vec<bool> {
+    jobs.iter().map(|j| j.key_hash.as_deref().is_some_and(&dead)).collect()
 }
 
 impl Store {

@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, HashSet};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Text};
 
-use super::{load_configs, plan, tally, IngestJob, IngestOutcome, Route};
+use super::{load_configs, plan, revoked, tally, IngestJob, IngestOutcome, Route};
 use crate::store::bulk::{Arrays, Col};
 use crate::store::{DbConn, StoreError, StoreResult};
 
@@ -115,10 +115,7 @@ pub(super) fn ingest(conn: &mut DbConn, jobs: &[IngestJob]) -> StoreResult<Vec<I
     };
     let mut dead: HashSet<String> = HashSet::new();
     loop {
-        let revoked: Vec<bool> = jobs
-            .iter()
-            .map(|j| j.key_hash.as_ref().is_some_and(|k| dead.contains(k)))
-            .collect();
+        let revoked = revoked(jobs, |k| dead.contains(k));
         let planned = plan(jobs, &configs, |j| revoked[j]);
         let mut keys: Vec<&str> = jobs
             .iter()

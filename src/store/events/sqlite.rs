@@ -118,7 +118,8 @@ fn insert_events(conn: &mut DbConn, chunk: &[Planned], seqs: &[Option<i64>]) -> 
 
 /// Writes the group in the caller's transaction.
 pub(super) fn ingest(conn: &mut DbConn, jobs: &[IngestJob]) -> StoreResult<Vec<IngestOutcome>> {
-    let revoked = revoked(jobs, &live_keys(conn, jobs)?);
+    let live = live_keys(conn, jobs)?;
+    let revoked = revoked(jobs, |k| !live.contains(k));
     let configs = load_configs(conn, jobs)?;
     let planned = plan(jobs, &configs, |j| revoked[j]);
     let mut duplicates: HashSet<String> = HashSet::new();
