@@ -384,7 +384,13 @@ async fn readyz_follows_the_database(b: Backend) {
              SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"
         ),
     );
-    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    // pg_terminate_backend only signals: a pooled connection may still
+    // answer one ping before its backend exits. No new one can connect.
+    let r = until("not ready", Duration::from_secs(10), || async {
+        let r = app.client.get(app.url("/readyz")).send().await.ok()?;
+        (r.status() == 503).then_some(r)
+    })
+    .await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "not_ready");
     let r = app.client.get(app.url("/healthz")).send().await.unwrap();
