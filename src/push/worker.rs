@@ -21,7 +21,7 @@ use crate::config::PushSettings;
 use crate::domain::keys::random_id;
 use crate::domain::time::{cutoff, now_ms};
 use crate::domain::DeliverySettings;
-use crate::store::push::{AttemptOutcome, Claim, DestinationKey};
+use crate::store::push::{AttemptOutcome, Claim, ClaimedRow, DestinationKey};
 use crate::store::{Store, StoreError, StoreResult};
 use crate::transport::{TransportSettings, Transports};
 
@@ -41,6 +41,11 @@ const DUE_LIMIT: i64 = 1000;
 /// runs at most this often; in between only those destinations are claimed
 /// for (the probe cost about as much as the claim itself).
 const PROBE_EVERY: Duration = Duration::from_millis(100);
+/// A destination's claims start after the last delivery it claimed (not at
+/// the head of its pending deliveries, which this worker holds) until one
+/// comes back short, and at the head at least this often, for what became
+/// due behind: retries, lost leases, late commits.
+const RESCAN_MS: i64 = 500;
 
 #[derive(Clone)]
 pub struct WorkerConfig {
@@ -96,6 +101,10 @@ pub(super) struct DestState {
     /// Not to be claimed for before this time (it was suspended or paused
     /// when last tried; the database is asked again after).
     skip_until: AtomicI64,
+    /// The largest delivery id claimed since the last claim from the head.
+    claim_after: AtomicI64,
+    /// When the next claim starts at the head again.
+    rescan_at: AtomicI64,
 }
 
 /// Per-destination state the completer updates (suspensions, pauses).
@@ -225,6 +234,8 @@ async fn run(store: Store, transports: Transports, config: WorkerConfig, mut sto
                         outstanding: AtomicUsize::new(0),
                         stopped_until: AtomicI64::new(0),
                         skip_until: AtomicI64::new(0),
+                        claim_after: AtomicI64::new(0),
+                        rescan_at: AtomicI64::new(0),
                     });
                     lock(&dest_map).insert(dest.clone(), st.clone());
                     st
@@ -243,11 +254,13 @@ async fn run(store: Store, transports: Transports, config: WorkerConfig, mut sto
             let want = (cap - outstanding) as i64;
             // Short, renewed by the heartbeat while the rows are held.
             let lease_until = leases.for_claim();
+            let claimed_at = now_ms();
+            let after = claim_start(&st, claimed_at);
             let claim = {
                 let store = store.clone();
                 let dest = dest.clone();
                 let worker_id = worker_id.clone();
-                blocking(move || store.claim_deliveries(&dest, want, lease_until, &worker_id)).await
+                blocking(move || store.claim_deliveries_after(&dest, after, want, lease_until, &worker_id)).await
             };
             let mut claim: Claim = match claim {
                 Ok(Some(c)) => c,
@@ -260,6 +273,7 @@ async fn run(store: Store, transports: Transports, config: WorkerConfig, mut sto
                     continue;
                 }
             };
+            claimed(&st, after, claimed_at, &claim.rows, want);
             if claim.rows.is_empty() {
                 continue;
             }
@@ -321,6 +335,32 @@ async fn run(store: Store, transports: Transports, config: WorkerConfig, mut sto
         Ok(_) => {}
         Err(e) => {
             tracing::warn!(error = %e, "push worker could not give back its deliveries; their leases will expire")
+        }
+    }
+}
+
+/// Where a destination's next claim starts: after its last claimed id, or
+/// at the head (0) when a rescan is due.
+fn claim_start(st: &DestState, now: i64) -> i64 {
+    if st.rescan_at.load(Ordering::Relaxed) <= now {
+        0
+    } else {
+        st.claim_after.load(Ordering::Relaxed)
+    }
+}
+
+/// Records a claim that started after `after` at `at`: a full claim moves
+/// the start past its rows; a short one (the pending deliveries after the
+/// start are used up) sends the next claim to the head.
+fn claimed(st: &DestState, after: i64, at: i64, rows: &[ClaimedRow], want: i64) {
+    if after == 0 {
+        st.rescan_at.store(at + RESCAN_MS, Ordering::Relaxed);
+    }
+    match rows.iter().map(|r| r.id).max() {
+        Some(last) if rows.len() as i64 >= want => st.claim_after.store(last.max(after), Ordering::Relaxed),
+        _ => {
+            st.claim_after.store(0, Ordering::Relaxed);
+            st.rescan_at.store(0, Ordering::Relaxed);
         }
     }
 }

@@ -143,6 +143,24 @@ impl Store {
         lease_until: i64,
         worker: &str,
     ) -> StoreResult<Option<Claim>> {
+        self.claim_deliveries_after(dest, 0, max_requests, lease_until, worker)
+    }
+
+    /// [`Store::claim_deliveries`], looking only at deliveries after the id
+    /// `after` when the destination is not `ordered`. A worker passes the
+    /// last id it claimed, so a claim does not walk again the deliveries it
+    /// holds (a claim that started at the head of the pending index read
+    /// every row leased ahead of it, about as many as it claimed), and
+    /// passes 0 now and then to pick up what is due behind it: retries, lost
+    /// leases, a delivery whose ingest committed after a larger id's.
+    pub fn claim_deliveries_after(
+        &self,
+        dest: &DestinationKey,
+        after: i64,
+        max_requests: i64,
+        lease_until: i64,
+        worker: &str,
+    ) -> StoreResult<Option<Claim>> {
         let now = now_ms();
         let Ok(trigger) = dest.trigger.parse::<Trigger>() else {
             return Ok(None);
@@ -240,6 +258,8 @@ impl Store {
                 lease(conn, account_id, &ids, lease_until, worker)?
             } else {
                 let due = candidates
+                    .sql(" AND id > ")
+                    .int(after)
                     .sql(" AND next_at <= ")
                     .int(now)
                     .sql(" AND (lease_until IS NULL OR lease_until <= ")
