@@ -32,6 +32,7 @@ both!(
     a_stopping_worker_gives_back_what_it_holds,
     a_stopping_worker_finishes_the_request_in_flight_and_starts_no_other,
     a_crashed_workers_claims_expire,
+    a_claim_after_a_delivery_leaves_the_earlier_ones_to_a_claim_from_the_head,
     the_heartbeat_keeps_a_send_longer_than_its_lease_leased,
     closed_connections_fail_and_source_ip_is_used,
     redirects_are_not_followed_and_old_logs_are_pruned,
@@ -968,6 +969,36 @@ async fn a_crashed_workers_claims_expire(b: Backend) {
         list.iter().all(|d| d["status"] == "delivered" && d["attempts"] == 1),
         "{list:?}"
     );
+}
+
+/// A worker's claims go on after the last delivery it claimed: such a
+/// claim takes only the later deliveries, and the earlier ones (a retry, a
+/// lost lease, a late commit) are left to its next claim from the head.
+async fn a_claim_after_a_delivery_leaves_the_earlier_ones_to_a_claim_from_the_head(b: Backend) {
+    use eventd::domain::time::now_ms;
+    let rx = Receiver::start().await;
+    let app = fast_app(b, &["--no-worker"]).await;
+    let (account, key) = app.create_account("acme").await;
+    push_to(&app, &key, "OPEN", json!({"url": rx.url("x")})).await;
+    app.ingest(&key, &opens(4)).await;
+    let store = eventd::store::Store::connect(&app.db_url, 2).unwrap();
+    let dest = eventd::store::push::DestinationKey {
+        account_id: account,
+        trigger: "OPEN".into(),
+        transport: "http".into(),
+    };
+    let ids = |c: Option<eventd::store::push::Claim>| -> Vec<i64> { c.unwrap().rows.iter().map(|r| r.id).collect() };
+    // A lease already over: the four stay claimable.
+    let all = ids(store.claim_deliveries(&dest, 10, now_ms() - 1, "wrk_a").unwrap());
+    assert_eq!(all.len(), 4);
+    let later = store
+        .claim_deliveries_after(&dest, all[1], 10, now_ms() + 60_000, "wrk_a")
+        .unwrap();
+    assert_eq!(ids(later), all[2..].to_vec());
+    let head = store
+        .claim_deliveries_after(&dest, 0, 10, now_ms() + 60_000, "wrk_b")
+        .unwrap();
+    assert_eq!(ids(head), all[..2].to_vec());
 }
 
 /// A request that takes longer than the lease stays leased while the
