@@ -853,3 +853,35 @@ async fn payload_once_migration_keeps_every_queued_event_and_delivery(b: Backend
     sent.sort();
     assert_eq!(sent, ["d1@x.test", "d2@x.test"]);
 }
+
+/// SQLite: the WAL is copied back into the database file in the background
+/// while the server runs (a checkpoint thread, every 50 ms), not only once
+/// a commit finds it past its limit (64 MiB), so ingest never waits for a
+/// checkpoint and the file itself is at most moments behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writes_the_wal_back_in_the_background() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (_, key) = app.create_account("acme").await;
+    let path = app.db_url.strip_prefix("sqlite://").unwrap_or(&app.db_url).to_string();
+    let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap();
+    // The account's commit is written back too; then 2,000 events (about a
+    // megabyte, far below the limit).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut before = size();
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = size();
+        if now == before {
+            break;
+        }
+        before = now;
+    }
+    app.ingest(&key, &common::opens(2000)).await;
+    while size() <= before {
+        assert!(
+            Instant::now() < deadline,
+            "the database file stayed at {before} bytes: the WAL was not checkpointed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

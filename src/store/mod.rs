@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod activity;
 mod bulk;
 mod cached;
+mod checkpoint;
 mod error;
 pub mod events;
 pub mod failure;
@@ -98,6 +99,8 @@ pub struct Store {
     /// When (ms) the database last said it is out of space; 0 once an
     /// ingest has committed since (see [`Store::out_of_space_at`]).
     out_of_space_at: Arc<AtomicI64>,
+    /// SQLite: the thread that checkpoints the WAL (`checkpoint.rs`).
+    _checkpointer: Option<Arc<checkpoint::Checkpointer>>,
 }
 
 impl Store {
@@ -105,9 +108,9 @@ impl Store {
         let backend = Backend::of_url(url);
         let manager = Manager::new(url, backend)?;
         let read = manager.pool(pool_size)?;
-        let write = match backend {
-            Backend::Sqlite => manager.pool(1)?,
-            Backend::Postgres => read.clone(),
+        let (write, checkpointer) = match backend {
+            Backend::Sqlite => (manager.pool(1)?, Some(Arc::new(checkpoint::start(&manager)?))),
+            Backend::Postgres => (read.clone(), None),
         };
         Ok(Store {
             backend,
@@ -115,6 +118,7 @@ impl Store {
             read,
             write,
             out_of_space_at: Arc::default(),
+            _checkpointer: checkpointer,
         })
     }
 
