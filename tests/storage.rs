@@ -856,7 +856,7 @@ async fn payload_once_migration_keeps_every_queued_event_and_delivery(b: Backend
 
 /// SQLite: the WAL is copied back into the database file in the background
 /// while the server runs (a checkpoint thread, every 50 ms), not only once
-/// a commit finds it past its limit (64 MiB), so ingest never waits for a
+/// a commit finds it past its limit (16 MiB), so ingest never waits for a
 /// checkpoint and the file itself is at most moments behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_writes_the_wal_back_in_the_background() {

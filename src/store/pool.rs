@@ -102,13 +102,17 @@ impl ManageConnection for Manager {
                 let path = self.url.strip_prefix("sqlite://").unwrap_or(&self.url);
                 let mut c = SqliteConnection::establish(path).map_err(r2d2::Error::ConnectionError)?;
                 // The WAL is checkpointed by a thread of its own (`checkpoint.rs`).
-                let auto = super::checkpoint::AUTOCHECKPOINT_PAGES;
+                let (auto, limit) = (
+                    super::checkpoint::AUTOCHECKPOINT_PAGES,
+                    super::checkpoint::WAL_SIZE_LIMIT,
+                );
                 diesel::connection::SimpleConnection::batch_execute(
                     &mut c,
                     &format!(
                         "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
                          PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384; \
-                         PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = {auto};",
+                         PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = {auto}; \
+                         PRAGMA journal_size_limit = {limit};",
                     ),
                 )
                 .map_err(r2d2::Error::QueryError)?;
