@@ -31,7 +31,15 @@ macro_rules! json_routes {
     };
 }
 
+// Routes are matched in this order, and a path with a `{…}` segment is
+// matched by a regular expression (actix-router's regex-lite, a PikeVM):
+// ingest and fetch, the routes hit thousands of times a second, come
+// first, so they are found before any such expression runs (single-event
+// ingest spent about 8 % of its HTTP threads' time matching the
+// `/v1/accounts/{id}/…` routes listed before it).
 json_routes! {
+    post "/v1/events" => events::ingest,
+    post "/v1/batches" => batches::fetch,
     get "/healthz" => health::healthz,
     get "/readyz" => health::readyz,
     post "/v1/accounts" => accounts::create,
@@ -40,8 +48,6 @@ json_routes! {
     get "/v1/accounts/{id}/keys" => accounts::list_keys,
     delete "/v1/accounts/{id}/keys/{key_id}" => accounts::revoke_key,
     post "/v1/accounts/{id}/events" => events::ingest_as_operator,
-    post "/v1/events" => events::ingest,
-    post "/v1/batches" => batches::fetch,
     post "/v1/batches/{id}/read" => batches::mark_read,
     post "/v1/batches/{id}/release" => batches::release,
     get "/v1/queue" => queue::status,
