@@ -28,6 +28,7 @@ both!(
     private_targets_are_refused_without_the_flag,
     bad_configs_and_foreign_ids,
     a_hanging_receiver_does_not_slow_the_others,
+    a_worker_holds_a_bounded_number_of_claimed_deliveries,
     test_endpoint_reports_the_answer,
     a_stopping_worker_gives_back_what_it_holds,
     a_stopping_worker_finishes_the_request_in_flight_and_starts_no_other,
@@ -841,6 +842,32 @@ async fn a_hanging_receiver_does_not_slow_the_others(b: Backend) {
     .await;
     // The hanging destination holds at most its own share.
     assert_eq!(rx.hits("hang").len(), 2);
+}
+
+/// What a worker holds claimed is bounded over all its destinations: with
+/// `batch_size` 1,000 and a receiver that does not answer, it claims what
+/// keeps its 32 requests busy and a claim more, not 16 requests' worth per
+/// unit of concurrency (here, all 50,000 pending).
+async fn a_worker_holds_a_bounded_number_of_claimed_deliveries(b: Backend) {
+    let hang = json!({"batch_size": 1000, "timeout_seconds": 60});
+    let args = ["--push-stop-grace", "100ms"];
+    let (rx, app, key) = open_pushed_to(b, &args, "hang", Mode::Hang, hang, 0).await;
+    for _ in 0..5 {
+        app.ingest(&key, &opens(10_000)).await;
+    }
+    eventually("32 requests in flight", || async {
+        (rx.hits("hang").len() >= 32).then_some(())
+    })
+    .await;
+    // Time for the dispatcher to claim whatever it would.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let held = common::sql_count(
+        b,
+        &app.db_url,
+        "SELECT COUNT(*) AS n FROM deliveries WHERE claimed_by IS NOT NULL",
+    );
+    assert!((32_000..=34_768).contains(&held), "{held} deliveries held");
+    assert_eq!(rx.hits("hang").len(), 32);
 }
 
 async fn test_endpoint_reports_the_answer(b: Backend) {

@@ -3,7 +3,7 @@
 //! was stopped meanwhile), counts the outcome, and hands it to the
 //! completer.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
@@ -39,6 +39,9 @@ pub(super) struct Shared {
     pub(super) wake: Arc<Notify>,
     pub(super) outcomes: Option<prometheus::IntCounterVec>,
     pub(super) events: Option<prometheus::IntCounterVec>,
+    /// Rows (deliveries) claimed by the worker and not yet sent, over all
+    /// destinations (see `MAX_HELD_ROWS`).
+    pub(super) held_rows: AtomicUsize,
 }
 
 /// Sends one request of the destination whose state is `st` (`cap`: the
@@ -130,6 +133,7 @@ pub(super) async fn send(req: Request, st: Arc<DestState>, cap: usize, shared: A
         counter.with_label_values(&[label, transport]).inc_by(event_count);
     }
     let _ = shared.tx.send(outcome);
+    shared.held_rows.fetch_sub(ids.len(), Ordering::Relaxed);
     if refill_now(st.outstanding.fetch_sub(1, Ordering::Relaxed), cap) {
         // Claim more before the destination's pipe runs dry.
         shared.wake.notify_one();

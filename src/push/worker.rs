@@ -46,6 +46,22 @@ const DUE_LIMIT: i64 = 1000;
 /// runs at most this often; in between only those destinations are claimed
 /// for (the probe cost about as much as the claim itself).
 const PROBE_EVERY: Duration = Duration::from_millis(100);
+/// Deliveries a worker holds claimed and not yet sent, over all its
+/// destinations, past which a destination that already has requests
+/// outstanding claims no more (one with none always may, so none starves).
+/// With 16 requests' worth claimed ahead per unit of concurrency, a
+/// thousand busy destinations would otherwise hold half a million events'
+/// payloads in memory, and one destination with `batch_size` 1,000 half a
+/// million on its own; this keeps it to about 13 MB of payloads at 400
+/// bytes an event, and 32 requests of 1,000 in flight still fit in it.
+const MAX_HELD_ROWS: usize = 32_768;
+
+/// Whether a destination with `outstanding` requests may claim more while
+/// the worker holds `held` rows.
+fn may_claim(held: usize, outstanding: usize) -> bool {
+    outstanding == 0 || held < MAX_HELD_ROWS
+}
+
 /// A destination's claims start after the last delivery it claimed (not at
 /// the head of its pending deliveries, which this worker holds) until one
 /// comes back short, and at the head at least this often, for what became
@@ -185,6 +201,7 @@ async fn run(store: Store, transports: Transports, config: WorkerConfig, mut sto
         wake: wake.clone(),
         outcomes: config.outcomes.clone(),
         events: config.events.clone(),
+        held_rows: AtomicUsize::new(0),
     });
     let mut tasks: JoinSet<()> = JoinSet::new();
     let mut backoff = config.poll;
@@ -256,6 +273,10 @@ async fn run(store: Store, transports: Transports, config: WorkerConfig, mut sto
                 hot.push(dest);
                 continue;
             }
+            if !may_claim(shared.held_rows.load(Ordering::Relaxed), outstanding) {
+                hot.push(dest);
+                continue;
+            }
             let want = (cap - outstanding) as i64;
             // Short, renewed by the heartbeat while the rows are held.
             let lease_until = leases.for_claim();
@@ -283,6 +304,7 @@ async fn run(store: Store, transports: Transports, config: WorkerConfig, mut sto
                 continue;
             }
             claimed_any = true;
+            shared.held_rows.fetch_add(claim.rows.len(), Ordering::Relaxed);
             if claim.rows.len() as i64 >= want {
                 // Probably more to claim.
                 hot.push(dest.clone());
@@ -452,6 +474,13 @@ mod tests {
         assert_eq!(claim_start(&st, t + RESCAN_MS + 2), 0);
         claimed(&st, 0, t + RESCAN_MS + 2, &[], 3);
         assert_eq!(claim_start(&st, t + RESCAN_MS + 3), 0);
+    }
+
+    #[test]
+    fn a_destination_claims_past_the_held_rows_limit_only_with_nothing_outstanding() {
+        assert!(may_claim(MAX_HELD_ROWS - 1, 5));
+        assert!(!may_claim(MAX_HELD_ROWS, 5));
+        assert!(may_claim(MAX_HELD_ROWS * 2, 0));
     }
 
     #[test]
