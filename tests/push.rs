@@ -1004,16 +1004,7 @@ async fn a_crashed_workers_claims_expire(b: Backend) {
 async fn a_claim_after_a_delivery_leaves_the_earlier_ones_to_a_claim_from_the_head(b: Backend) {
     use eventd::domain::time::now_ms;
     let rx = Receiver::start().await;
-    let app = fast_app(b, &["--no-worker"]).await;
-    let (account, key) = app.create_account("acme").await;
-    push_to(&app, &key, "OPEN", json!({"url": rx.url("x")})).await;
-    app.ingest(&key, &opens(4)).await;
-    let store = eventd::store::Store::connect(&app.db_url, 2).unwrap();
-    let dest = eventd::store::push::DestinationKey {
-        account_id: account,
-        trigger: "OPEN".into(),
-        transport: "http".into(),
-    };
+    let (_app, _key, store, dest) = pending_on(b, &rx, "x", 4).await;
     let ids = |c: Option<eventd::store::push::Claim>| -> Vec<i64> { c.unwrap().rows.iter().map(|r| r.id).collect() };
     // A lease already over: the four stay claimable.
     let all = ids(store.claim_deliveries(&dest, 10, now_ms() - 1, "wrk_a").unwrap());
@@ -1267,20 +1258,37 @@ async fn two_claimed_on(
     eventd::store::push::Claim,
     i64,
 ) {
+    let (app, key, store, dest) = pending_on(b, rx, path, 2).await;
+    let lease_until = eventd::domain::time::now_ms() + lease_ms;
+    let claim = store.claim_deliveries(&dest, 10, lease_until, worker).unwrap().unwrap();
+    assert_eq!(claim.rows.len(), 2);
+    (app, key, store, dest, claim, lease_until)
+}
+
+/// A server without worker pushing OPEN to `path`, with `events` pending
+/// deliveries, and a store on its database to claim them directly.
+async fn pending_on(
+    b: Backend,
+    rx: &Receiver,
+    path: &str,
+    events: usize,
+) -> (
+    TestApp,
+    String,
+    eventd::store::Store,
+    eventd::store::push::DestinationKey,
+) {
     let app = fast_app(b, &["--no-worker"]).await;
     let (account, key) = app.create_account("acme").await;
     push_to(&app, &key, "OPEN", json!({"url": rx.url(path)})).await;
-    app.ingest(&key, &opens(2)).await;
+    app.ingest(&key, &opens(events)).await;
     let store = eventd::store::Store::connect(&app.db_url, 2).unwrap();
     let dest = eventd::store::push::DestinationKey {
         account_id: account,
         trigger: "OPEN".into(),
         transport: "http".into(),
     };
-    let lease_until = eventd::domain::time::now_ms() + lease_ms;
-    let claim = store.claim_deliveries(&dest, 10, lease_until, worker).unwrap().unwrap();
-    assert_eq!(claim.rows.len(), 2);
-    (app, key, store, dest, claim, lease_until)
+    (app, key, store, dest)
 }
 
 /// A worker's report on some deliveries of a claim.
