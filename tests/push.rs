@@ -973,7 +973,7 @@ async fn a_crashed_workers_claims_expire(b: Backend) {
     // Claimed rows are not claimable again while the lease runs (checked
     // only if the claim below ended before the lease did: a loaded machine
     // may take longer than the lease to get here).
-    let again = store.claim_deliveries(&dest, 10, lease_until, "wrk_other").unwrap();
+    let again = store.claim_deliveries(&dest, 0, 10, lease_until, "wrk_other").unwrap();
     if eventd::domain::time::now_ms() < lease_until {
         assert!(again.unwrap().rows.is_empty());
     }
@@ -1007,14 +1007,14 @@ async fn a_claim_after_a_delivery_leaves_the_earlier_ones_to_a_claim_from_the_he
     let (_app, _key, store, dest) = pending_on(b, &rx, "x", 4).await;
     let ids = |c: Option<eventd::store::push::Claim>| -> Vec<i64> { c.unwrap().rows.iter().map(|r| r.id).collect() };
     // A lease already over: the four stay claimable.
-    let all = ids(store.claim_deliveries(&dest, 10, now_ms() - 1, "wrk_a").unwrap());
+    let all = ids(store.claim_deliveries(&dest, 0, 10, now_ms() - 1, "wrk_a").unwrap());
     assert_eq!(all.len(), 4);
     let later = store
-        .claim_deliveries_after(&dest, all[1], 10, now_ms() + 60_000, "wrk_a")
+        .claim_deliveries(&dest, all[1], 10, now_ms() + 60_000, "wrk_a")
         .unwrap();
     assert_eq!(ids(later), all[2..].to_vec());
     let head = store
-        .claim_deliveries_after(&dest, 0, 10, now_ms() + 60_000, "wrk_b")
+        .claim_deliveries(&dest, 0, 10, now_ms() + 60_000, "wrk_b")
         .unwrap();
     assert_eq!(ids(head), all[..2].to_vec());
 }
@@ -1042,7 +1042,7 @@ async fn the_heartbeat_keeps_a_send_longer_than_its_lease_leased(b: Backend) {
         tokio::time::sleep(Duration::from_millis(2000)).await;
         assert!(eventd::domain::time::now_ms() > lease_until);
         let again = other
-            .claim_deliveries(&dest, 10, lease_until + 60_000, "wrk_other")
+            .claim_deliveries(&dest, 0, 10, lease_until + 60_000, "wrk_other")
             .unwrap();
         tokio::time::sleep(Duration::from_millis(2000)).await;
         again.map(|c| c.rows.len())
@@ -1260,7 +1260,10 @@ async fn two_claimed_on(
 ) {
     let (app, key, store, dest) = pending_on(b, rx, path, 2).await;
     let lease_until = eventd::domain::time::now_ms() + lease_ms;
-    let claim = store.claim_deliveries(&dest, 10, lease_until, worker).unwrap().unwrap();
+    let claim = store
+        .claim_deliveries(&dest, 0, 10, lease_until, worker)
+        .unwrap()
+        .unwrap();
     assert_eq!(claim.rows.len(), 2);
     (app, key, store, dest, claim, lease_until)
 }

@@ -286,7 +286,7 @@ async fn run(store: Store, transports: Transports, config: WorkerConfig, mut sto
                 let store = store.clone();
                 let dest = dest.clone();
                 let worker_id = worker_id.clone();
-                blocking(move || store.claim_deliveries_after(&dest, after, want, lease_until, &worker_id)).await
+                blocking(move || store.claim_deliveries(&dest, after, want, lease_until, &worker_id)).await
             };
             let mut claim: Claim = match claim {
                 Ok(Some(c)) => c,

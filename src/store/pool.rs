@@ -102,17 +102,14 @@ impl ManageConnection for Manager {
                 let path = self.url.strip_prefix("sqlite://").unwrap_or(&self.url);
                 let mut c = SqliteConnection::establish(path).map_err(r2d2::Error::ConnectionError)?;
                 // The WAL is checkpointed by a thread of its own (`checkpoint.rs`).
-                let (auto, limit) = (
-                    super::checkpoint::AUTOCHECKPOINT_PAGES,
-                    super::checkpoint::WAL_SIZE_LIMIT,
-                );
+                use super::checkpoint::{AUTOCHECKPOINT_PAGES, WAL_SIZE_LIMIT};
                 diesel::connection::SimpleConnection::batch_execute(
                     &mut c,
                     &format!(
                         "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
                          PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384; \
-                         PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = {auto}; \
-                         PRAGMA journal_size_limit = {limit};",
+                         PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}; \
+                         PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};",
                     ),
                 )
                 .map_err(r2d2::Error::QueryError)?;

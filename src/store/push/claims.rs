@@ -136,24 +136,14 @@ impl Store {
     /// transport are used even if the trigger has since switched to another
     /// destination (accepted events stay where they were).
     /// `Ok(None)` when the destination is suspended or paused.
-    pub fn claim_deliveries(
-        &self,
-        dest: &DestinationKey,
-        max_requests: i64,
-        lease_until: i64,
-        worker: &str,
-    ) -> StoreResult<Option<Claim>> {
-        self.claim_deliveries_after(dest, 0, max_requests, lease_until, worker)
-    }
-
-    /// [`Store::claim_deliveries`], looking only at deliveries after the id
-    /// `after` when the destination is not `ordered`. A worker passes the
-    /// last id it claimed, so a claim does not walk again the deliveries it
-    /// holds (a claim that started at the head of the pending index read
+    ///
+    /// Unless the destination is `ordered`, only deliveries after the id
+    /// `after` are looked at. A worker passes the last id it claimed, so a
+    /// claim does not walk again the deliveries it holds (a claim that started at the head of the pending index read
     /// every row leased ahead of it, about as many as it claimed), and
     /// passes 0 now and then to pick up what is due behind it: retries, lost
     /// leases, a delivery whose ingest committed after a larger id's.
-    pub fn claim_deliveries_after(
+    pub fn claim_deliveries(
         &self,
         dest: &DestinationKey,
         after: i64,
