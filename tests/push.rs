@@ -41,6 +41,7 @@ both!(
     a_config_change_resumes_a_suspended_destination,
     fields_come_in_the_requested_order_and_batch_mode_is_always_a_batch,
     a_delivered_deliverys_event_leaves_with_the_history_a_dead_ones_stays,
+    a_result_the_database_refuses_is_written_again_and_not_sent_twice,
 );
 
 // ---------------------------------------------------------------- tests
@@ -243,6 +244,30 @@ async fn delivers_signed_json_and_logs_attempts(b: Backend) {
         metrics.contains(r#"eventd_deliveries_total{outcome="success",transport="http"} 3"#),
         "{metrics}"
     );
+}
+
+/// The worker's result for a request it sent cannot be written (the tables
+/// gone for a moment, a storage failure): the completer writes it again
+/// until the database takes it, so the delivery ends delivered after that
+/// one request. (A result given up at once would leave the delivery
+/// leased, and sent a second time when the lease ran out.)
+async fn a_result_the_database_refuses_is_written_again_and_not_sent_twice(b: Backend) {
+    // The answer comes 1.5 s after the request, while the tables are gone.
+    let (rx, app, key) = open_pushed_to(b, &["--push-lease", "10s"], "slow", Mode::Slow(1_500), json!({}), 1).await;
+    eventually("the receiver has the request", || async {
+        (!rx.hits("slow").is_empty()).then_some(())
+    })
+    .await;
+    common::hide_tables(b, &app.db_url);
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    common::restore_tables(b, &app.db_url);
+    let d = eventually("delivered", || async {
+        deliveries(&app, &key, "status=delivered").await.into_iter().next()
+    })
+    .await;
+    assert_eq!(d["attempts"], 1, "{d}");
+    assert_eq!(rx.hits("slow").len(), 1, "sent again");
+    assert_eq!(deliveries(&app, &key, "").await.len(), 1);
 }
 
 async fn retries_then_succeeds(b: Backend) {
