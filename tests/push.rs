@@ -90,6 +90,82 @@ async fn a_delivered_deliverys_event_leaves_with_the_history_a_dead_ones_stays(b
     assert!(String::from_utf8_lossy(&last.body).contains("c@x.test"));
 }
 
+/// Retention and a retry of a delivered delivery never interleave
+/// (PostgreSQL, where they can run at once): while a retry's transaction
+/// holds the account's history guard (held here by the test, as a retry
+/// holds it from its check that the event is there to its commit),
+/// retention leaves the event alone, and takes it once the guard is let go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_waits_for_a_retry_in_flight() {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    if common::skip_postgres() {
+        return;
+    }
+    let b = Backend::Postgres;
+    let args = ["--history-days", "0", "--maintenance-interval", "200ms"];
+    let rx = Receiver::start().await;
+    let app = fast_app(b, &args).await;
+    let (account, key) = app.create_account("acme").await;
+    push_to(&app, &key, "OPEN", json!({"url": rx.url("ok")})).await;
+    // The guard's key: see `history_guard` in src/store/retention.rs.
+    let mut retry = diesel::PgConnection::establish(&app.db_url).unwrap();
+    retry
+        .batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock(3711, {account})"))
+        .unwrap();
+    app.ingest(&key, &opens(1)).await;
+    let delivered = eventually("delivered", || async {
+        deliveries(&app, &key, "status=delivered").await.into_iter().next()
+    })
+    .await;
+    let path = format!("/v1/deliveries/{}", delivered["id"].as_str().unwrap());
+    // Several maintenance rounds while the guard is held.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let d = get_json(&app, &key, &path).await;
+    assert!(d["event"].is_object(), "pruned under a retry in flight: {d}");
+    retry.batch_execute("COMMIT").unwrap();
+    common::until(
+        "the event pruned once the guard is let go",
+        std::time::Duration::from_secs(30),
+        || async { get_json(&app, &key, &path).await["event"].is_null().then_some(()) },
+    )
+    .await;
+}
+
+/// The other side (PostgreSQL): a retry of a delivered delivery waits for
+/// a retention delete in flight (the test holds the shared guard, as a
+/// delete statement holds it), so it cannot make the delivery pending again
+/// with its event deleted under it; once the guard is let go it is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_waits_for_retention_in_flight() {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    if common::skip_postgres() {
+        return;
+    }
+    let (rx, app, key) = open_pushed_to(Backend::Postgres, &[], "ok", Mode::Status(200), json!({}), 1).await;
+    let delivered = eventually("delivered", || async {
+        deliveries(&app, &key, "status=delivered").await.into_iter().next()
+    })
+    .await;
+    let account = common::pg_count(&app.db_url, "SELECT id AS n FROM accounts WHERE name = 'acme'");
+    let mut delete = diesel::PgConnection::establish(&app.db_url).unwrap();
+    delete
+        .batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock_shared(3711, {account})"))
+        .unwrap();
+    let url = app.url(&format!("/v1/deliveries/{}/retry", delivered["id"].as_str().unwrap()));
+    let request = tokio::spawn(app.client.post(url).bearer_auth(&key).send());
+    tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+    assert!(
+        !request.is_finished(),
+        "the retry did not wait for the delete in flight"
+    );
+    delete.batch_execute("COMMIT").unwrap();
+    let r = request.await.unwrap().unwrap();
+    assert_eq!(r.status(), 202);
+    eventually("sent again", || async { (rx.hits("ok").len() == 2).then_some(()) }).await;
+}
+
 /// A Retry-After of an hour pauses the destination (`state: paused` with
 /// `paused_until`); resume ends the pause and the delivery that got the
 /// Retry-After is sent at once, not an hour later.
