@@ -97,22 +97,12 @@ async fn a_delivered_deliverys_event_leaves_with_the_history_a_dead_ones_stays(b
 /// retention leaves the event alone, and takes it once the guard is let go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_waits_for_a_retry_in_flight() {
-    use diesel::connection::SimpleConnection;
-    use diesel::Connection;
     if common::skip_postgres() {
         return;
     }
-    let b = Backend::Postgres;
     let args = ["--history-days", "0", "--maintenance-interval", "200ms"];
-    let rx = Receiver::start().await;
-    let app = fast_app(b, &args).await;
-    let (account, key) = app.create_account("acme").await;
-    push_to(&app, &key, "OPEN", json!({"url": rx.url("ok")})).await;
-    // The guard's key: see `history_guard` in src/store/retention.rs.
-    let mut retry = diesel::PgConnection::establish(&app.db_url).unwrap();
-    retry
-        .batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock(3711, {account})"))
-        .unwrap();
+    let (_rx, app, key) = open_pushed_to(Backend::Postgres, &args, "ok", Mode::Status(200), json!({}), 0).await;
+    let mut retry = hold_history_guard(&app, "pg_advisory_xact_lock");
     app.ingest(&key, &opens(1)).await;
     let delivered = eventually("delivered", || async {
         deliveries(&app, &key, "status=delivered").await.into_iter().next()
@@ -123,7 +113,7 @@ async fn retention_waits_for_a_retry_in_flight() {
     tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
     let d = get_json(&app, &key, &path).await;
     assert!(d["event"].is_object(), "pruned under a retry in flight: {d}");
-    retry.batch_execute("COMMIT").unwrap();
+    let_go(&mut retry);
     common::until(
         "the event pruned once the guard is let go",
         std::time::Duration::from_secs(30),
@@ -138,8 +128,6 @@ async fn retention_waits_for_a_retry_in_flight() {
 /// with its event deleted under it; once the guard is let go it is taken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_waits_for_retention_in_flight() {
-    use diesel::connection::SimpleConnection;
-    use diesel::Connection;
     if common::skip_postgres() {
         return;
     }
@@ -148,11 +136,7 @@ async fn a_retry_waits_for_retention_in_flight() {
         deliveries(&app, &key, "status=delivered").await.into_iter().next()
     })
     .await;
-    let account = common::pg_count(&app.db_url, "SELECT id AS n FROM accounts WHERE name = 'acme'");
-    let mut delete = diesel::PgConnection::establish(&app.db_url).unwrap();
-    delete
-        .batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock_shared(3711, {account})"))
-        .unwrap();
+    let mut delete = hold_history_guard(&app, "pg_advisory_xact_lock_shared");
     let url = app.url(&format!("/v1/deliveries/{}/retry", delivered["id"].as_str().unwrap()));
     let request = tokio::spawn(app.client.post(url).bearer_auth(&key).send());
     tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
@@ -160,10 +144,29 @@ async fn a_retry_waits_for_retention_in_flight() {
         !request.is_finished(),
         "the retry did not wait for the delete in flight"
     );
-    delete.batch_execute("COMMIT").unwrap();
+    let_go(&mut delete);
     let r = request.await.unwrap().unwrap();
     assert_eq!(r.status(), 202);
     eventually("sent again", || async { (rx.hits("ok").len() == 2).then_some(()) }).await;
+}
+
+/// A transaction of the test's own holding account "acme"'s history guard
+/// (PostgreSQL) with `lock`, `pg_advisory_xact_lock` (as a retry does) or
+/// `pg_advisory_xact_lock_shared` (as a retention delete does); the guard's
+/// key is `history_guard`'s in src/store/retention.rs.
+fn hold_history_guard(app: &TestApp, lock: &str) -> diesel::PgConnection {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    let account = common::pg_count(&app.db_url, "SELECT id AS n FROM accounts WHERE name = 'acme'");
+    let mut c = diesel::PgConnection::establish(&app.db_url).unwrap();
+    c.batch_execute(&format!("BEGIN; SELECT {lock}(3711, {account})"))
+        .unwrap();
+    c
+}
+
+/// Ends the transaction of [`hold_history_guard`], letting the guard go.
+fn let_go(c: &mut diesel::PgConnection) {
+    diesel::connection::SimpleConnection::batch_execute(c, "COMMIT").unwrap();
 }
 
 /// A Retry-After of an hour pauses the destination (`state: paused` with

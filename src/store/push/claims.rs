@@ -139,10 +139,11 @@ impl Store {
     ///
     /// Unless the destination is `ordered`, only deliveries after the id
     /// `after` are looked at. A worker passes the last id it claimed, so a
-    /// claim does not walk again the deliveries it holds (a claim that started at the head of the pending index read
-    /// every row leased ahead of it, about as many as it claimed), and
-    /// passes 0 now and then to pick up what is due behind it: retries, lost
-    /// leases, a delivery whose ingest committed after a larger id's.
+    /// claim does not walk again the deliveries it holds (a claim that
+    /// started at the head of the pending index read every row leased ahead
+    /// of it, about as many as it claimed), and passes 0 now and then to
+    /// pick up what is due behind it: retries, lost leases, a delivery whose
+    /// ingest committed after a larger id's.
     pub fn claim_deliveries(
         &self,
         dest: &DestinationKey,
